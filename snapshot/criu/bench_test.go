@@ -1,0 +1,187 @@
+package criu
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// BenchmarkDumpRestore dumps (killing) and restores one process holding
+// 64 MiB and 256 MiB of non-zero anonymous memory, over and over, and
+// reports per operation: wall time of Dump and Restore, and CRIU's own
+// freezing, frozen, memdump and memwrite times. After the loop the restored
+// process's memory checksum is compared with the original's.
+//
+//	go test -run '^$' -bench DumpRestore -benchtime 5x ./snapshot/criu/
+//
+// Images go to $FTL_BENCH_DIR when set (e.g. a tmpfs), else t.TempDir().
+func BenchmarkDumpRestore(b *testing.B) {
+	needCRIU(b)
+	bin := buildC(b, "hog")
+	for _, mib := range []int{64, 256} {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			benchDumpRestore(b, bin, mib)
+		})
+	}
+}
+
+func benchDumpRestore(b *testing.B, bin string, mib int) {
+	base := b.TempDir()
+	if d := os.Getenv("FTL_BENCH_DIR"); d != "" {
+		var err error
+		if base, err = os.MkdirTemp(d, "criu-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(base) })
+	}
+	state := filepath.Join(base, "state")
+	cmd := startSession(b, bin, strconv.Itoa(mib), state)
+	pid := cmd.Process.Pid
+	waitFor(b, "hog to fill its memory", func() bool {
+		s, err := os.ReadFile(state)
+		return err == nil && len(s) > 5 && string(s[:5]) == "ready"
+	})
+	sum0 := checksum(b, pid, state)
+
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	var dump, restore, freezing, frozen, memdump, memwrite time.Duration
+	var pages uint64
+	restored := false
+	b.ResetTimer()
+	for i := range b.N {
+		img := filepath.Join(base, fmt.Sprintf("img%d", i))
+		t0 := time.Now()
+		if err := Dump(ctx, DumpOptions{Pid: pid, Dir: img, LogLevel: 2}); err != nil {
+			b.Fatalf("Dump: %v", err)
+		}
+		dump += time.Since(t0)
+		b.StopTimer()
+		if restored {
+			waitPid(b, pid)
+		} else {
+			reapKilled(b, cmd)
+		}
+		st, err := ReadDumpStats(img)
+		if err != nil {
+			b.Fatal(err)
+		}
+		freezing += st.Freezing
+		frozen += st.Frozen
+		memdump += st.MemDump
+		memwrite += st.MemWrite
+		pages += st.PagesWritten
+		b.StartTimer()
+		t1 := time.Now()
+		got, err := Restore(ctx, RestoreOptions{Dir: img, LogLevel: 2})
+		if err != nil {
+			b.Fatalf("Restore: %v", err)
+		}
+		restore += time.Since(t1)
+		b.StopTimer()
+		if got != pid {
+			b.Fatalf("restored pid %d; want %d", got, pid)
+		}
+		if !restored {
+			restored = true
+			b.Cleanup(func() { killRestored(b, pid) })
+		}
+		os.RemoveAll(img)
+		b.StartTimer()
+	}
+	b.StopTimer()
+	if sum := checksum(b, pid, state); sum != sum0 {
+		b.Fatalf("memory checksum %d after %d dump/restore cycles; was %d", sum, b.N, sum0)
+	}
+	n := float64(b.N)
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / n }
+	b.ReportMetric(ms(dump), "dump-ms")
+	b.ReportMetric(ms(freezing), "freezing-ms")
+	b.ReportMetric(ms(frozen), "frozen-ms")
+	b.ReportMetric(ms(memdump), "memdump-ms")
+	b.ReportMetric(ms(memwrite), "memwrite-ms")
+	b.ReportMetric(ms(restore), "restore-ms")
+	b.ReportMetric(float64(pages)/n, "pages")
+}
+
+// checksum asks hog (SIGUSR1) for the checksum of its memory and waits for
+// it to appear in state.
+func checksum(tb testing.TB, pid int, state string) uint64 {
+	tb.Helper()
+	if err := os.WriteFile(state, []byte("pending             \n"), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	if err := unix.Kill(pid, unix.SIGUSR1); err != nil {
+		tb.Fatalf("signal hog %d: %v", pid, err)
+	}
+	var sum uint64
+	waitFor(tb, "hog's checksum", func() bool {
+		var err error
+		sum, err = readNumber(state)
+		return err == nil
+	})
+	return sum
+}
+
+// BenchmarkDumpLeaveRunning dumps a running 64 MiB and 256 MiB process and
+// lets it go on, the way a periodic checkpoint would: frozen-ms is the
+// pause the service sees.
+//
+//	go test -run '^$' -bench DumpLeaveRunning -benchtime 5x ./snapshot/criu/
+func BenchmarkDumpLeaveRunning(b *testing.B) {
+	needCRIU(b)
+	bin := buildC(b, "hog")
+	for _, mib := range []int{64, 256} {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			base := b.TempDir()
+			if d := os.Getenv("FTL_BENCH_DIR"); d != "" {
+				var err error
+				if base, err = os.MkdirTemp(d, "criu-bench-"); err != nil {
+					b.Fatal(err)
+				}
+				b.Cleanup(func() { os.RemoveAll(base) })
+			}
+			state := filepath.Join(base, "state")
+			cmd := startSession(b, bin, strconv.Itoa(mib), state)
+			waitFor(b, "hog to fill its memory", func() bool {
+				s, err := os.ReadFile(state)
+				return err == nil && len(s) > 5 && string(s[:5]) == "ready"
+			})
+			ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+			defer cancel()
+			var frozen, memdump, memwrite time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				img := filepath.Join(base, fmt.Sprintf("img%d", i))
+				if err := Dump(ctx, DumpOptions{Pid: cmd.Process.Pid, Dir: img, LeaveRunning: true, LogLevel: 2}); err != nil {
+					b.Fatalf("Dump: %v", err)
+				}
+				b.StopTimer()
+				st, err := ReadDumpStats(img)
+				if err != nil {
+					b.Fatal(err)
+				}
+				frozen += st.Frozen
+				memdump += st.MemDump
+				memwrite += st.MemWrite
+				os.RemoveAll(img)
+				b.StartTimer()
+			}
+			b.StopTimer()
+			if err := unix.Kill(cmd.Process.Pid, 0); err != nil {
+				b.Fatalf("hog gone after leave-running dumps: %v", err)
+			}
+			n := float64(b.N)
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / n }
+			b.ReportMetric(ms(frozen), "frozen-ms")
+			b.ReportMetric(ms(memdump), "memdump-ms")
+			b.ReportMetric(ms(memwrite), "memwrite-ms")
+		})
+	}
+}
