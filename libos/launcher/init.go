@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ftlinux/ftl/libos"
 	"golang.org/x/sys/unix"
 )
 
@@ -368,6 +369,12 @@ func runRestoreHook(spec *Spec, runDir string) (int, error) {
 	if err != nil {
 		unix.Kill(-1, unix.SIGKILL)
 		return 0, fmt.Errorf("restore %s: %w", spec.RestoredFrom, err)
+	}
+	// The shim's slots still name the old namespace and start times; make
+	// them name the restored processes so `ftl ps` sees their connections.
+	// A failure here costs only counters, never the run.
+	if _, err := libos.Rebind(spec.Region); err != nil {
+		fmt.Fprintf(os.Stderr, "ftl: %s: restored, but its counters may show no connections: %v\n", spec.Name, err)
 	}
 	return pid, nil
 }
