@@ -1,0 +1,861 @@
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/ftlinux/ftl/snapshot/files"
+	"github.com/ftlinux/ftl/snapshot/image"
+	"github.com/ftlinux/ftl/snapshot/internal/sys"
+)
+
+// DumpOptions says what to checkpoint and how.
+type DumpOptions struct {
+	Roots        []int  // host pids of the tree's top-level processes
+	Name         string // recorded in the manifest
+	PidNS        bool   // the tree runs in its own pid namespace under ftl's init
+	Region       string // host path of the shim's region file, "" if none
+	LeaveRunning bool   // detach instead of killing after the image is on disk
+	Progress     func(done, total int64)
+}
+
+// DumpStats reports what a dump did.
+type DumpStats struct {
+	Processes, Threads int
+	Pages              int64
+	Frozen             time.Duration // first seize to detach or kill
+	Total              time.Duration
+	// Phases: seizing every task, reading process state, fds, memory, commit.
+	Seize, Collect, Files, Memory, Commit time.Duration
+	Dir                                   string
+}
+
+type dtask struct {
+	tid      int // host tid
+	nstid    int
+	sigmask  uint64
+	stolen   int // signal taken by the freeze's signal-delivery-stop
+	stolenSI sys.Siginfo
+}
+
+type dproc struct {
+	proc
+	nspid   int
+	threads []*dtask
+	img     *image.Process
+	fds     []files.FD
+}
+
+type dumper struct {
+	o         DumpOptions
+	procs     []*dproc
+	byPid     map[int]*dproc
+	seized    map[int]*dtask
+	w         *image.Writer
+	m         image.Manifest
+	shared    map[string]int // "dev:inode" -> index in m.Shared
+	sharedSrc []sharedSrc
+	xsize     int
+	files     *files.Dumper
+	filesTime time.Duration
+}
+
+type sharedSrc struct {
+	pid    int
+	lo, hi uint64
+}
+
+// Dump freezes the tree, writes its image to dir and then kills it (or lets
+// it run with LeaveRunning).
+func Dump(dir string, o DumpOptions) (*DumpStats, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	start := time.Now()
+	if len(o.Roots) == 0 {
+		return nil, ErrEmptyTree
+	}
+	for _, r := range o.Roots {
+		if _, err := os.Stat(fmt.Sprintf("/proc/%d", r)); err != nil {
+			return nil, fmt.Errorf("process %d: %w", r, ErrNoProcess)
+		}
+	}
+	if err := checkFiles(o.Roots); err != nil {
+		return nil, err
+	}
+	d := &dumper{o: o, byPid: map[int]*dproc{}, seized: map[int]*dtask{}, shared: map[string]int{}, files: files.NewDumper()}
+	defer d.files.Close()
+	d.files.KeepRepair(!o.LeaveRunning)
+	w, err := image.Create(dir)
+	if err != nil {
+		return nil, err
+	}
+	d.w = w
+	st := &DumpStats{Dir: dir}
+	w.Prealloc(treeAnonRSS(o.Roots)) // before the freeze: fresh memory is slow to fault in
+	frozenAt := time.Now()
+	err = d.freeze()
+	st.Seize = time.Since(frozenAt)
+	t0 := time.Now()
+	if err == nil {
+		err = d.collect()
+	}
+	if err == nil {
+		err = d.encodeFiles()
+	}
+	st.Collect = time.Since(t0) - d.filesTime
+	st.Files = d.filesTime
+	t0 = time.Now()
+	if o.LeaveRunning {
+		w.Pause() // compress after the tree runs again
+	}
+	if err == nil {
+		err = d.writeMemory()
+	}
+	st.Memory = time.Since(t0)
+	if err != nil {
+		d.files.KeepRepair(false)
+		d.release(true)
+		w.Abort()
+		return nil, err
+	}
+	if o.LeaveRunning {
+		d.release(true)
+		st.Frozen = time.Since(frozenAt)
+		w.Resume()
+	}
+	d.m.Created = time.Now().UnixNano()
+	d.m.Name = o.Name
+	d.m.PidNS = o.PidNS
+	d.m.Engine = "ftl"
+	d.m.XstateSize = d.xsize
+	var uts unix.Utsname
+	unix.Uname(&uts)
+	d.m.Kernel = unix.ByteSliceToString(uts.Release[:])
+	for _, p := range d.procs {
+		d.m.Processes = append(d.m.Processes, *p.img)
+		st.Threads += len(p.threads)
+	}
+	d.m.Root = d.procs[0].nspid
+	t0 = time.Now()
+	err = w.Commit(&d.m)
+	st.Commit = time.Since(t0)
+	if err != nil {
+		if !o.LeaveRunning {
+			d.files.KeepRepair(false)
+			d.release(true)
+		}
+		return nil, err
+	}
+	if !o.LeaveRunning {
+		d.killAll()
+		st.Frozen = time.Since(frozenAt)
+	}
+	st.Processes = len(d.procs)
+	st.Pages = d.m.PageBytes / pageSize
+	st.Total = time.Since(start)
+	return st, nil
+}
+
+const pageSize = 4096
+
+// freeze seizes and interrupts every thread of every process of the tree,
+// repeating the walk until no new task appears.
+func (d *dumper) freeze() error {
+	for pass := 0; pass < 100; pass++ {
+		found := false
+		var walk func(pid int) error
+		seen := map[int]bool{}
+		walk = func(pid int) error {
+			if seen[pid] {
+				return nil
+			}
+			seen[pid] = true
+			p := d.byPid[pid]
+			if p == nil {
+				p = &dproc{proc: proc{pid: pid}}
+				d.byPid[pid] = p
+				d.procs = append(d.procs, p)
+				found = true
+			}
+			ts, err := tasks(pid)
+			if err != nil {
+				return err
+			}
+			sort.Ints(ts)
+			for _, t := range ts {
+				if d.seized[t] != nil {
+					continue
+				}
+				found = true
+				if err := sys.Seize(t, 0); err != nil {
+					if err == unix.ESRCH {
+						continue
+					}
+					if gone(t) { // an exiting task refuses to be traced (EPERM)
+						return fmt.Errorf("task %d exited during the checkpoint: %w", t, ErrExited)
+					}
+					return fmt.Errorf("seize %d: %w", t, err)
+				}
+				dt := &dtask{tid: t}
+				d.seized[t] = dt
+				if err := unix.PtraceInterrupt(t); err != nil {
+					return fmt.Errorf("interrupt %d: %w", t, err)
+				}
+				ws, err := waitStop(t)
+				if err != nil {
+					return err
+				}
+				if ws.TrapCause() == 0 && ws.StopSignal() != unix.SIGTRAP && ws.StopSignal() != unix.SIGSTOP {
+					// A signal-delivery-stop: the signal is dequeued; keep it.
+					si, err := sys.GetSiginfo(t)
+					if err == nil {
+						dt.stolen, dt.stolenSI = int(ws.StopSignal()), si
+					}
+				}
+				if t == pid {
+					p.threads = append([]*dtask{dt}, p.threads...)
+				} else {
+					p.threads = append(p.threads, dt)
+				}
+			}
+			for _, c := range children(pid) {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		for _, r := range d.o.Roots {
+			if err := walk(r); err != nil {
+				return err
+			}
+		}
+		if !found {
+			return nil
+		}
+	}
+	return fmt.Errorf("tree keeps changing while freezing: %w", ErrUnsupported)
+}
+
+// release detaches every seized task, giving back stolen signals.
+func (d *dumper) release(detach bool) {
+	for _, p := range d.procs {
+		if p.mem != nil {
+			p.mem.Close()
+			p.mem = nil
+		}
+		for _, t := range p.threads {
+			if detach {
+				sys.DetachSig(t.tid, t.stolen)
+			}
+		}
+	}
+}
+
+// killAll kills the frozen tree while it is still traced and reaps what
+// the tracer must reap (non-leader threads first: a traced leader is only
+// reported once its other threads are gone).
+func (d *dumper) killAll() {
+	for _, p := range d.procs {
+		unix.Kill(p.pid, unix.SIGKILL)
+	}
+	var tids []int
+	for _, p := range d.procs {
+		for i := len(p.threads) - 1; i >= 0; i-- {
+			tids = append(tids, p.threads[i].tid)
+		}
+	}
+	reapTasks(tids, 5*time.Second)
+	for _, p := range d.procs {
+		if p.mem != nil {
+			p.mem.Close()
+			p.mem = nil
+		}
+	}
+}
+
+// reapTasks waits (without blocking forever) until each task is gone.
+func reapTasks(tids []int, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	for _, t := range tids {
+		for time.Now().Before(deadline) {
+			var ws unix.WaitStatus
+			pid, err := unix.Wait4(t, &ws, unix.WALL|unix.WNOHANG, nil)
+			if err != nil || pid == t && (ws.Exited() || ws.Signaled()) {
+				break
+			}
+			if pid == 0 {
+				if err := unix.Kill(t, 0); err == unix.ESRCH {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+}
+
+// collect reads every process's state; memory contents come later.
+func (d *dumper) collect() error {
+	hostToNS := map[int]int{}
+	for _, p := range d.procs {
+		stf, err := statusFields(fmt.Sprintf("/proc/%d/status", p.pid))
+		if err != nil {
+			return fmt.Errorf("process %d: %w", p.pid, ErrExited)
+		}
+		p.nspid = lastInt(stf["NSpid"])
+		hostToNS[p.pid] = p.nspid
+	}
+	for _, p := range d.procs {
+		if err := d.collectProcess(p, hostToNS); err != nil {
+			return fmt.Errorf("process %d: %w", p.pid, err)
+		}
+	}
+	return nil
+}
+
+func (d *dumper) collectProcess(p *dproc, hostToNS map[int]int) error {
+	pid := p.pid
+	var err error
+	p.mem, err = os.OpenFile(fmt.Sprintf("/proc/%d/mem", pid), os.O_RDWR, 0)
+	if err != nil {
+		return fmt.Errorf("open mem: %w", err)
+	}
+	if p.gadget, err = findGadget(pid, p.mem); err != nil {
+		return err
+	}
+	stf, err := statusFields(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return err
+	}
+	ip := &image.Process{Pid: p.nspid, Pgid: lastInt(stf["NSpgid"]), Sid: lastInt(stf["NSsid"])}
+	p.img = ip
+	ppid, _ := strconv.Atoi(stf["PPid"])
+	ip.PPid = hostToNS[ppid] // 0 when the parent is outside the tree
+	comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	ip.Comm = strings.TrimSuffix(string(comm), "\n")
+	ip.Exe, _ = os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	ip.Cwd, _ = os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	ip.Root, _ = os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+	um, _ := strconv.ParseUint(stf["Umask"], 8, 32)
+	ip.Umask = uint32(um)
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/personality", pid)); err == nil {
+		ip.Personality, _ = strconv.ParseUint(strings.TrimSpace(string(b)), 16, 64)
+	}
+	u, g := ints(stf["Uid"]), ints(stf["Gid"])
+	if len(u) == 4 && len(g) == 4 {
+		ip.Creds = image.Creds{Uid: u[0], Euid: u[1], Suid: u[2], Fsuid: u[3], Gid: g[0], Egid: g[1], Sgid: g[2], Fsgid: g[3]}
+	}
+	ip.Creds.Groups = ints(stf["Groups"])
+	ip.Creds.CapEff, _ = strconv.ParseUint(stf["CapEff"], 16, 64)
+	ip.Creds.CapPrm, _ = strconv.ParseUint(stf["CapPrm"], 16, 64)
+	ip.Creds.CapInh, _ = strconv.ParseUint(stf["CapInh"], 16, 64)
+	tr := tracef("process %d", pid)
+	if err := d.collectThreads(p); err != nil {
+		return err
+	}
+	tr("threads")
+	if err := d.collectInjected(p, stf); err != nil {
+		return err
+	}
+	tr("injected")
+	if err := d.collectMM(p); err != nil {
+		return err
+	}
+	if err := d.collectMaps(p); err != nil {
+		return err
+	}
+	tr("maps")
+	t0 := time.Now()
+	err = d.collectFiles(p)
+	d.filesTime += time.Since(t0)
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+func (d *dumper) collectThreads(p *dproc) error {
+	xbuf := make([]byte, 64<<10)
+	for _, t := range p.threads {
+		it := image.Thread{Tid: t.tid}
+		if stf, err := statusFields(fmt.Sprintf("/proc/%d/task/%d/status", p.pid, t.tid)); err == nil {
+			it.Tid = lastInt(stf["NSpid"])
+		}
+		t.nstid = it.Tid
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/comm", p.pid, t.tid))
+		it.Comm = strings.TrimSuffix(string(comm), "\n")
+		var regs unix.PtraceRegs
+		if err := unix.PtraceGetRegs(t.tid, &regs); err != nil {
+			return fmt.Errorf("thread %d: getregs: %w", t.tid, err)
+		}
+		it.Regs = regsToArr(&regs)
+		n, err := sys.GetXstate(t.tid, xbuf)
+		if err != nil {
+			return fmt.Errorf("thread %d: xstate: %w", t.tid, err)
+		}
+		it.Xstate = append([]byte(nil), xbuf[:n]...)
+		d.xsize = n
+		if it.Sigmask, err = sys.GetSigmask(t.tid); err != nil {
+			return fmt.Errorf("thread %d: sigmask: %w", t.tid, err)
+		}
+		t.sigmask = it.Sigmask
+		if rc, err := sys.GetRseq(t.tid); err == nil {
+			it.RseqPtr, it.RseqSize, it.RseqSig = rc.Pointer, rc.Size, rc.Signature
+		}
+		if h, l, err := sys.GetRobustList(t.tid); err == nil {
+			it.RobustHead, it.RobustLen = h, l
+		}
+		if sis, err := sys.PeekSiginfo(t.tid, false); err == nil {
+			for i := range sis {
+				it.Pending = append(it.Pending, append([]byte(nil), sis[i][:]...))
+			}
+		}
+		if t.stolen != 0 {
+			it.Pending = append(it.Pending, append([]byte(nil), t.stolenSI[:]...))
+		}
+		p.img.Threads = append(p.img.Threads, it)
+	}
+	if sis, err := sys.PeekSiginfo(p.threads[0].tid, true); err == nil {
+		for i := range sis {
+			p.img.Pending = append(p.img.Pending, append([]byte(nil), sis[i][:]...))
+		}
+	}
+	return nil
+}
+
+// collectInjected reads the state only the task itself can report, with
+// all signals blocked so none is delivered during the injections.
+func (d *dumper) collectInjected(p *dproc, stf map[string]string) error {
+	for _, t := range p.threads {
+		if err := sys.SetSigmask(t.tid, ^uint64(0)); err != nil {
+			return fmt.Errorf("thread %d: block signals: %w", t.tid, err)
+		}
+	}
+	defer func() {
+		for _, t := range p.threads {
+			sys.SetSigmask(t.tid, t.sigmask)
+		}
+	}()
+	lead := p.threads[0].tid
+	const scratchSize = 4096
+	sc, err := p.sysc(lead, unix.SYS_MMAP, 0, scratchSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANONYMOUS, ^uint64(0), 0)
+	if err != nil {
+		return fmt.Errorf("scratch: %w", err)
+	}
+	p.scratch, p.scratchSize = sc, scratchSize
+	defer func() {
+		p.sysc(lead, unix.SYS_MUNMAP, sc, scratchSize)
+		p.scratch = 0
+	}()
+	for i, t := range p.threads {
+		if _, err := p.sysc(t.tid, unix.SYS_PRCTL, sys.PRGetTidAddress, sc); err != nil {
+			return fmt.Errorf("thread %d: PR_GET_TID_ADDRESS: %w", t.tid, err)
+		}
+		var a [8]byte
+		p.mem.ReadAt(a[:], int64(sc))
+		p.img.Threads[i].ClearTid = *(*uint64)(unsafe.Pointer(&a[0]))
+	}
+	cgt, _ := strconv.ParseUint(stf["SigCgt"], 16, 64)
+	ign, _ := strconv.ParseUint(stf["SigIgn"], 16, 64)
+	for s := 1; s <= 64; s++ {
+		if (cgt|ign)&(1<<(s-1)) == 0 || s == int(unix.SIGKILL) || s == int(unix.SIGSTOP) {
+			continue
+		}
+		if _, err := p.sysc(lead, unix.SYS_RT_SIGACTION, uint64(s), 0, sc, 8); err != nil {
+			return fmt.Errorf("rt_sigaction(%d): %w", s, err)
+		}
+		var ka sys.KSigaction
+		p.mem.ReadAt(sys.Bytes(&ka), int64(sc))
+		p.img.Sigactions = append(p.img.Sigactions, image.Sigaction{Signo: s, Handler: ka.Handler, Flags: ka.Flags, Restorer: ka.Restorer, Mask: ka.Mask})
+	}
+	// Resource limits, read by the process itself: prlimit on another
+	// process needs CAP_SYS_RESOURCE once its credentials differ.
+	for res := 0; res < 16; res++ {
+		if _, err := p.sysc(lead, unix.SYS_PRLIMIT64, 0, uint64(res), 0, sc); err != nil {
+			continue
+		}
+		var rl unix.Rlimit
+		p.mem.ReadAt(sys.Bytes(&rl), int64(sc))
+		p.img.Rlimits = append(p.img.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
+	}
+	brk, err := p.sysc(lead, unix.SYS_BRK, 0)
+	if err != nil {
+		return fmt.Errorf("brk: %w", err)
+	}
+	p.img.MM.Brk = brk
+	return nil
+}
+
+// collectMM reads the mm fields from /proc/PID/stat and auxv.
+func (d *dumper) collectMM(p *dproc) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	f := strings.Fields(s[i+2:]) // f[0] is field 3
+	field := func(n int) uint64 {
+		if n-3 >= len(f) {
+			return 0
+		}
+		v, _ := strconv.ParseUint(f[n-3], 10, 64)
+		return v
+	}
+	mm := &p.img.MM
+	mm.StartCode, mm.EndCode, mm.StartStack = field(26), field(27), field(28)
+	mm.StartData, mm.EndData, mm.StartBrk = field(45), field(46), field(47)
+	mm.ArgStart, mm.ArgEnd, mm.EnvStart, mm.EnvEnd = field(48), field(49), field(50), field(51)
+	mm.Auxv, err = os.ReadFile(fmt.Sprintf("/proc/%d/auxv", p.pid))
+	return err
+}
+
+type mapsLine struct {
+	lo, hi, off uint64
+	perms       string
+	dev         string
+	inode       uint64
+	name        string
+}
+
+func readMaps(pid int) ([]mapsLine, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	var out []mapsLine
+	for _, l := range strings.Split(string(b), "\n") {
+		if l == "" {
+			continue
+		}
+		var m mapsLine
+		f := strings.SplitN(l, " ", 6)
+		if len(f) < 5 {
+			continue
+		}
+		fmt.Sscanf(f[0], "%x-%x", &m.lo, &m.hi)
+		m.perms = f[1]
+		m.off, _ = strconv.ParseUint(f[2], 16, 64)
+		m.dev = f[3]
+		m.inode, _ = strconv.ParseUint(f[4], 10, 64)
+		if len(f) == 6 {
+			m.name = strings.TrimLeft(f[5], " ")
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+func (d *dumper) collectMaps(p *dproc) error {
+	maps, err := readMaps(p.pid)
+	if err != nil {
+		return err
+	}
+	pm, err := os.Open(fmt.Sprintf("/proc/%d/pagemap", p.pid))
+	if err != nil {
+		return err
+	}
+	defer pm.Close()
+	pmbuf := make([]byte, 8<<13)
+	for _, ml := range maps {
+		tm := time.Now()
+		mp := image.Mapping{Start: ml.lo, End: ml.hi, Offset: ml.off, Name: ml.name, Object: -1, Shared: ml.perms[3] == 's'}
+		if ml.perms[0] == 'r' {
+			mp.Prot |= unix.PROT_READ
+		}
+		if ml.perms[1] == 'w' {
+			mp.Prot |= unix.PROT_WRITE
+		}
+		if ml.perms[2] == 'x' {
+			mp.Prot |= unix.PROT_EXEC
+		}
+		deleted := strings.HasSuffix(ml.name, " (deleted)")
+		switch {
+		case ml.name == "[vvar]" || ml.name == "[vvar_vclock]" || ml.name == "[vdso]":
+			mp.Kind = image.KindVdso
+			d.noteVdso(p, ml)
+		case ml.name == "[vsyscall]":
+			mp.Kind = image.KindVsyscall
+		case d.o.Region != "" && ml.name == d.o.Region:
+			mp.Kind = image.KindRegion
+			idx, err := d.sharedObject(p, ml)
+			if err != nil {
+				return err
+			}
+			mp.Object = idx
+			d.m.Region = image.RegionInfo{Path: ml.name, Shared: idx}
+		case strings.HasPrefix(ml.name, "/") && (mp.Shared && (deleted || ml.inode != 0 && isShmemName(ml.name)) || deleted):
+			mp.Kind = image.KindShared
+			idx, err := d.sharedObject(p, ml)
+			if err != nil {
+				return err
+			}
+			mp.Object = idx
+		case strings.HasPrefix(ml.name, "/"):
+			mp.Kind = image.KindFile
+		case mp.Shared:
+			return fmt.Errorf("shared mapping %x-%x %q: %w", ml.lo, ml.hi, ml.name, ErrUnsupported)
+		default:
+			mp.Kind = image.KindAnon
+			mp.GrowsDown = ml.name == "[stack]"
+		}
+		var ex []image.Extent
+		if !mp.Shared && (mp.Kind == image.KindAnon || mp.Kind == image.KindFile || mp.Kind == image.KindShared) {
+			ex, err = privatePages(pm, ml.lo, ml.hi, mp.Kind == image.KindAnon, pmbuf)
+			if err != nil {
+				return fmt.Errorf("pagemap %x-%x: %w", ml.lo, ml.hi, err)
+			}
+		}
+		mp.Extents = ex
+		p.img.Mappings = append(p.img.Mappings, mp)
+		if dt := time.Since(tm); dt > time.Millisecond && os.Getenv("FTL_SNAPSHOT_TRACE") != "" {
+			fmt.Fprintf(os.Stderr, "snapshot: mapping %x-%x %s %s: %v\n", ml.lo, ml.hi, ml.perms, ml.name, dt)
+		}
+	}
+	return nil
+}
+
+func isShmemName(n string) bool {
+	return strings.HasPrefix(n, "/dev/zero") || strings.HasPrefix(n, "/memfd:") || strings.HasPrefix(n, "/SYSV") || strings.HasPrefix(n, "/dev/shm/")
+}
+
+// privatePages returns the runs of pages of [lo,hi) that belong to the
+// process privately: every present or swapped page of an anonymous
+// mapping, and the copied-on-write pages of a file mapping.
+func privatePages(pm *os.File, lo, hi uint64, anon bool, buf []byte) ([]image.Extent, error) {
+	var out []image.Extent
+	batch := uint64(len(buf) / 8)
+	for a := lo; a < hi; {
+		n := min((hi-a)/pageSize, batch)
+		b := buf[:n*8]
+		if _, err := pm.ReadAt(b, int64(a/pageSize*8)); err != nil {
+			return nil, err
+		}
+		for i := uint64(0); i < n; i++ {
+			e := *(*uint64)(unsafe.Pointer(&b[i*8]))
+			present, swapped, filePg := e>>63&1 == 1, e>>62&1 == 1, e>>61&1 == 1
+			keep := swapped || present && (anon || !filePg)
+			if !keep {
+				continue
+			}
+			addr := a + i*pageSize
+			if k := len(out); k > 0 && out[k-1].Addr+uint64(out[k-1].Pages)*pageSize == addr && out[k-1].Pages < 1<<30 {
+				out[k-1].Pages++
+			} else {
+				out = append(out, image.Extent{Addr: addr, Pages: 1})
+			}
+		}
+		a += n * pageSize
+	}
+	return out, nil
+}
+
+// noteVdso records the vDSO block of the first process.
+func (d *dumper) noteVdso(p *dproc, ml mapsLine) {
+	v := &d.m.Vdso
+	switch ml.name {
+	case "[vvar]":
+		v.VvarSize = ml.hi - ml.lo
+	case "[vvar_vclock]":
+		v.VclockSize = ml.hi - ml.lo
+	case "[vdso]":
+		v.VdsoSize = ml.hi - ml.lo
+		if v.Code == nil {
+			b := make([]byte, ml.hi-ml.lo)
+			if _, err := p.mem.ReadAt(b, int64(ml.lo)); err == nil {
+				v.Code = b
+			}
+		}
+	}
+}
+
+// sharedObject registers the object behind a mapping once per tree.
+func (d *dumper) sharedObject(p *dproc, ml mapsLine) (int, error) {
+	key := fmt.Sprintf("%s:%d", ml.dev, ml.inode)
+	if i, ok := d.shared[key]; ok {
+		return i, nil
+	}
+	path := fmt.Sprintf("/proc/%d/map_files/%x-%x", p.pid, ml.lo, ml.hi)
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, fmt.Errorf("open %s (%s): %w", path, ml.name, err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	size := uint64(st.Size())
+	var ex []image.Extent
+	fd := int(f.Fd())
+	for off := int64(0); off < int64(size); {
+		data, err := unix.Seek(fd, off, unix.SEEK_DATA)
+		if err != nil {
+			if err == unix.ENXIO {
+				break
+			}
+			// No SEEK_DATA support: take it all.
+			ex = []image.Extent{{Addr: 0, Pages: uint32((size + pageSize - 1) / pageSize)}}
+			break
+		}
+		hole, err := unix.Seek(fd, data, unix.SEEK_HOLE)
+		if err != nil {
+			hole = int64(size)
+		}
+		lo := uint64(data) &^ (pageSize - 1)
+		hi := min((uint64(hole)+pageSize-1)&^(pageSize-1), (size+pageSize-1)&^(pageSize-1))
+		if hi > lo {
+			ex = append(ex, image.Extent{Addr: lo, Pages: uint32((hi - lo) / pageSize)})
+		}
+		off = hole
+	}
+	d.m.Shared = append(d.m.Shared, image.SharedObject{Name: ml.name, Dev: ml.dev, Inode: ml.inode, Size: size, Extents: ex})
+	d.sharedSrc = append(d.sharedSrc, sharedSrc{pid: p.pid, lo: ml.lo, hi: ml.hi})
+	d.shared[key] = len(d.m.Shared) - 1
+	return len(d.m.Shared) - 1, nil
+}
+
+// writeMemory copies the page stream: shared objects, then each process.
+func (d *dumper) writeMemory() error {
+	var total, done int64
+	for _, s := range d.m.Shared {
+		total += image.Pages(s.Extents)
+	}
+	for _, p := range d.procs {
+		for _, mp := range p.img.Mappings {
+			total += image.Pages(mp.Extents)
+		}
+	}
+	buf := make([]byte, 1<<20)
+	unix.Madvise(buf, unix.MADV_DONTFORK)
+	progress := func(n int64) {
+		done += n
+		if d.o.Progress != nil {
+			d.o.Progress(done*pageSize, total*pageSize)
+		}
+	}
+	for i, s := range d.m.Shared {
+		src := d.sharedSrc[i]
+		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", src.pid, src.lo, src.hi)
+		f, err := os.Open(path)
+		if err != nil {
+			return fmt.Errorf("shared object %s: %w", s.Name, err)
+		}
+		for _, e := range s.Extents {
+			for off := uint64(0); off < uint64(e.Pages)*pageSize; {
+				n := min(uint64(len(buf)), uint64(e.Pages)*pageSize-off)
+				b := buf[:n]
+				k, err := f.ReadAt(b, int64(e.Addr+off))
+				if k < len(b) {
+					if err != nil && k == 0 && e.Addr+off >= s.Size {
+						clear(b)
+					} else {
+						clear(b[k:])
+					}
+				}
+				if err := d.w.WritePages(b); err != nil {
+					f.Close()
+					return err
+				}
+				off += n
+				progress(int64(n / pageSize))
+			}
+		}
+		f.Close()
+	}
+	for _, p := range d.procs {
+		for _, mp := range p.img.Mappings {
+			for _, e := range mp.Extents {
+				for off := uint64(0); off < uint64(e.Pages)*pageSize; {
+					b := d.w.Reserve(int(uint64(e.Pages)*pageSize - off))
+					if err := readRemote(p, e.Addr+off, b); err != nil {
+						return fmt.Errorf("process %d: read %x: %w", p.pid, e.Addr+off, err)
+					}
+					d.w.Commit1(len(b))
+					off += uint64(len(b))
+					progress(int64(len(b) / pageSize))
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// readRemote reads target memory with process_vm_readv, falling back to
+// /proc/PID/mem (which also reads PROT_NONE pages).
+func readRemote(p *dproc, addr uint64, b []byte) error {
+	n, err := unix.ProcessVMReadv(p.pid, []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}, []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}, 0)
+	if err == nil && n == len(b) {
+		return nil
+	}
+	if _, err := p.mem.ReadAt(b, int64(addr)); err != nil {
+		if errors.Is(err, unix.EIO) || errors.Is(err, unix.EFAULT) {
+			clear(b)
+			return nil
+		}
+		return err
+	}
+	return nil
+}
+
+// tracef returns a step timer printing to stderr when FTL_SNAPSHOT_TRACE is set.
+func tracef(format string, args ...any) func(step string) {
+	if os.Getenv("FTL_SNAPSHOT_TRACE") == "" {
+		return func(string) {}
+	}
+	what := fmt.Sprintf(format, args...)
+	t := time.Now()
+	return func(step string) {
+		fmt.Fprintf(os.Stderr, "snapshot: %s: %s %v\n", what, step, time.Since(t))
+		t = time.Now()
+	}
+}
+
+// treeAnonRSS estimates the bytes a dump of the tree will copy: the
+// anonymous and shared-memory resident sizes of every process.
+func treeAnonRSS(roots []int) int64 {
+	var total int64
+	seen := map[int]bool{}
+	var walk func(pid int)
+	walk = func(pid int) {
+		if seen[pid] || len(seen) > 10000 {
+			return
+		}
+		seen[pid] = true
+		if st, err := statusFields(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
+			for _, k := range []string{"RssAnon", "RssShmem"} {
+				f := strings.Fields(st[k])
+				if len(f) > 0 {
+					kb, _ := strconv.ParseInt(f[0], 10, 64)
+					total += kb << 10
+				}
+			}
+		}
+		for _, c := range children(pid) {
+			walk(c)
+		}
+	}
+	for _, r := range roots {
+		walk(r)
+	}
+	return total
+}
+
+// gone reports whether task tid has exited or is exiting (dead or zombie).
+func gone(tid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
+	if err != nil {
+		return true
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+}

@@ -1,0 +1,122 @@
+package snapshot
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+
+	"github.com/ftlinux/ftl/snapshot/files"
+	"github.com/ftlinux/ftl/snapshot/image"
+)
+
+// FileEnv is the restorer's own stdio, used for the tree's "external"
+// stdio (a terminal or pipe outside the tree).
+type FileEnv struct {
+	Stdin, Stdout, Stderr *os.File
+}
+
+// checkFiles refuses, before anything is frozen, a tree holding an fd kind
+// that cannot be restored.
+func checkFiles(roots []int) error {
+	seen := map[int]bool{}
+	var walk func(pid int) error
+	walk = func(pid int) error {
+		if seen[pid] {
+			return nil
+		}
+		seen[pid] = true
+		if err := files.Check(pid); err != nil {
+			return err
+		}
+		for _, c := range children(pid) {
+			if err := walk(c); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, r := range roots {
+		if err := walk(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// collectFiles records every fd of a frozen process.
+func (d *dumper) collectFiles(p *dproc) error {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	if err != nil {
+		return fmt.Errorf("list fds: %w", err)
+	}
+	var nums []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			nums = append(nums, n)
+		}
+	}
+	sort.Ints(nums)
+	for _, n := range nums {
+		fd, err := d.files.Add(p.pid, n)
+		if err != nil {
+			return err
+		}
+		p.fds = append(p.fds, fd)
+	}
+	return nil
+}
+
+// encodeFiles links pipe and socket ends across the tree and stores the
+// descriptions and every process's fd list in the manifest.
+func (d *dumper) encodeFiles() error {
+	if err := d.files.Pair(); err != nil {
+		return err
+	}
+	for _, p := range d.procs {
+		b, err := files.EncodeFDs(p.fds)
+		if err != nil {
+			return err
+		}
+		p.img.FDs = b
+	}
+	b, err := files.EncodeDescs(d.files.Descs())
+	if err != nil {
+		return err
+	}
+	d.m.Files = b
+	return nil
+}
+
+// FDKinds counts the image's open file descriptions by kind.
+func FDKinds(m *image.Manifest) map[string]int {
+	out := map[string]int{}
+	if len(m.Files) == 0 {
+		return out
+	}
+	descs, err := files.DecodeDescs(m.Files)
+	if err != nil {
+		out["undecodable"]++
+		return out
+	}
+	for _, d := range descs {
+		k := string(d.Kind)
+		if d.External != nil {
+			k = "external"
+		}
+		out[k]++
+	}
+	return out
+}
+
+// FDCount is the number of fds of a process in the image.
+func FDCount(p image.Process) int {
+	if len(p.FDs) == 0 {
+		return 0
+	}
+	fds, err := files.DecodeFDs(p.FDs)
+	if err != nil {
+		return -1
+	}
+	return len(fds)
+}

@@ -1,0 +1,155 @@
+package image
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// writeImage writes an image whose page stream is data.
+func writeImage(t *testing.T, dir string, data []byte) *Manifest {
+	t.Helper()
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Pause()
+	for off := 0; off < len(data); off += 100000 {
+		if err := w.WritePages(data[off:min(off+100000, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	w.Resume()
+	m := &Manifest{Name: "t", Processes: []Process{{Pid: 2, Comm: "x"}}}
+	if err := w.Commit(m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func testData() []byte {
+	r := rand.New(rand.NewSource(1))
+	data := make([]byte, 3*ChunkSize+12345)
+	for i := 0; i < len(data); i += 2 {
+		data[i] = byte(r.Intn(256))
+	}
+	return data
+}
+
+func TestRoundTrip(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "img")
+	data := testData()
+	writeImage(t, dir, data)
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.PageBytes != int64(len(data)) || len(m.Chunks) != 4 || m.Processes[0].Comm != "x" {
+		t.Fatalf("manifest: %d bytes, %d chunks", m.PageBytes, len(m.Chunks))
+	}
+	r, err := OpenPages(dir, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var got []byte
+	for len(got) < len(data) {
+		b, err := r.Next(min(777777, len(data)-len(got)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b...)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatal("page stream differs")
+	}
+	if _, err := r.Next(1); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("reading past the end: %v", err)
+	}
+	if _, err := Create(dir); !errors.Is(err, ErrExists) {
+		t.Fatalf("create over an image: %v", err)
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	base := filepath.Join(t.TempDir(), "img")
+	writeImage(t, base, testData())
+	cases := []struct {
+		name string
+		bad  func(dir string)
+		want error
+	}{
+		{"flipped page byte", func(d string) { flip(t, filepath.Join(d, PagesFile), 1000) }, ErrCorrupt},
+		{"truncated pages", func(d string) { truncate(t, filepath.Join(d, PagesFile), -10) }, ErrTruncated},
+		{"extra pages", func(d string) { appendTo(t, filepath.Join(d, PagesFile)) }, ErrCorrupt},
+		{"flipped manifest byte", func(d string) { flip(t, filepath.Join(d, ManifestFile), 30) }, ErrCorrupt},
+		{"truncated manifest", func(d string) { truncate(t, filepath.Join(d, ManifestFile), -5) }, ErrTruncated},
+		{"no manifest", func(d string) { os.Remove(filepath.Join(d, ManifestFile)) }, ErrNotImage},
+		{"bad magic", func(d string) { flip(t, filepath.Join(d, ManifestFile), 0) }, ErrNotImage},
+		{"version 2", func(d string) {
+			p := filepath.Join(d, ManifestFile)
+			b, _ := os.ReadFile(p)
+			binary.LittleEndian.PutUint32(b[8:], 2)
+			os.WriteFile(p, b, 0o644)
+		}, ErrVersion},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "img")
+			os.Mkdir(dir, 0o755)
+			for _, f := range []string{ManifestFile, PagesFile} {
+				b, _ := os.ReadFile(filepath.Join(base, f))
+				os.WriteFile(filepath.Join(dir, f), b, 0o644)
+			}
+			c.bad(dir)
+			if _, err := Open(dir); !errors.Is(err, c.want) {
+				t.Fatalf("Open: %v, want %v", err, c.want)
+			}
+		})
+	}
+}
+
+func flip(t *testing.T, p string, off int) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[off] ^= 0x40
+	os.WriteFile(p, b, 0o644)
+}
+
+func truncate(t *testing.T, p string, by int64) {
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Truncate(p, st.Size()+by)
+}
+
+func appendTo(t *testing.T, p string) {
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Write([]byte("junk"))
+	f.Close()
+}
+
+func TestAbortLeavesNothing(t *testing.T) {
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WritePages(make([]byte, ChunkSize+5))
+	w.Abort()
+	ents, _ := os.ReadDir(parent)
+	if len(ents) != 0 {
+		t.Fatalf("abort left %v", ents)
+	}
+}

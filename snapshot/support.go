@@ -1,0 +1,46 @@
+package snapshot
+
+// Level says how far the engine restores one kind of process state.
+type Level string
+
+// Support levels.
+const (
+	Supported Level = "supported"
+	Partly    Level = "partly"
+	Refused   Level = "refused"
+)
+
+// Support is one row of the engine's support table: what, how well, and
+// how (partly) or why (refused). File descriptors have their own table in
+// snapshot/files (files.Table).
+type Support struct {
+	What  string
+	Level Level
+	Note  string
+}
+
+// Table is what the engine core restores.
+var Table = []Support{
+	{"pids and tids", Supported, "exact, through clone3 set_tid injected into stubs; a fresh pid namespace for ftl-launched trees, the caller's for --pid trees (pids must be free)"},
+	{"process tree", Supported, "parents as dumped; top-level processes become children of the restorer (ftl's init); session leaders call setsid, process groups are re-joined"},
+	{"sessions and process groups", Partly, "a session or group whose leader is outside the tree is inherited from the restorer; a member created under a parent of another session cannot join it"},
+	{"registers, fs/gs base, xstate", Supported, "GETREGS/SETREGS, NT_X86_XSTATE sized at run time; syscall restart fixed up (-512/-513/-514 restart, -516 becomes -EINTR)"},
+	{"signal masks, dispositions", Supported, "per-thread masks via PTRACE_SETSIGMASK; rt_sigaction injected per caught or ignored signal"},
+	{"pending signals", Supported, "thread and process queues read with PTRACE_PEEKSIGINFO and requeued with rt_tgsigqueueinfo/rt_sigqueueinfo (siginfo kept)"},
+	{"rseq, robust list, clear_child_tid", Supported, "re-registered per thread at the image's addresses"},
+	{"thread names", Supported, "PR_SET_NAME per thread"},
+	{"rlimits", Partly, "set inside the target; a hard limit above the restorer's cannot be raised without CAP_SYS_RESOURCE: set to what is allowed, reported as a warning"},
+	{"credentials", Partly, "uids, gids and groups (setresuid/setresgid/setgroups per thread); capability sets are what the uid change leaves"},
+	{"cwd, root, umask, personality", Supported, "chdir/chroot/umask/personality injected"},
+	{"mm fields, auxv, exe link", Supported, "PR_SET_MM_MAP (start/end of code, data, brk, stack, args, env, auxv, exe_fd)"},
+	{"vDSO", Supported, "[vvar] [vvar_vclock] [vdso] moved together with mremap to the image's address; a different vDSO (another kernel) is refused"},
+	{"private anonymous memory", Supported, "present and swapped pages (pagemap); heap, stacks, guard pages (PROT_NONE) kept"},
+	{"private file mappings", Supported, "file reopened by path and mapped; only pages that differ from the file (copied on write) are saved"},
+	{"shared memory", Supported, "MAP_SHARED anonymous, memfd, /dev/shm, SysV segments: one object per inode, contents saved once, restored as one memfd mapped by every sharer"},
+	{"SysV shared memory semantics", Partly, "the segment's memory comes back as a memfd mapping; shmctl/shmat on the old id does not"},
+	{"mappings of deleted files", Supported, "contents saved from /proc/PID/map_files and restored as a memfd (private or shared)"},
+	{"shim region", Supported, "contents saved; the new run's region file is filled and mapped at the old address"},
+	{"interval timers, POSIX timers", Refused, "not saved yet (setitimer/timer_create state is lost)"},
+	{"ptraced processes, seccomp filters, io_uring, namespaces inside the tree", Refused, "not saved"},
+	{"incremental images", Partly, "the format has Parent and per-extent Parent flags; this version writes full images and refuses to restore incremental ones"},
+}
