@@ -164,8 +164,12 @@ FTL_EXPORT int close_range(unsigned int first, unsigned int last, int flags) {
   if (ftl_me != NULL) {
     ftl_count(FTL_CALL_close_range);
     if (!(flags & CLOSE_RANGE_CLOEXEC)) FTL_KEEP_ERRNO({
-        unsigned int max = (unsigned int)__atomic_load_n(&ftl_fdmax, __ATOMIC_RELAXED);
-        for (unsigned int fd = first; fd <= last && fd <= max; fd++) ftl_fd_release((int)fd);
+        /* ftl_fdmax is -1 until a socket is tracked: compare as int, and stop at
+         * the smaller bound so `last` = ~0U cannot wrap the counter. */
+        int max = __atomic_load_n(&ftl_fdmax, __ATOMIC_RELAXED);
+        long hi = last < (unsigned int)INT32_MAX ? (long)last : (long)INT32_MAX;
+        if (hi > max) hi = max;
+        for (long fd = first; fd <= hi; fd++) ftl_fd_release((int)fd);
       });
   }
   return REAL(close_range, int (*)(unsigned int, unsigned int, int))(first, last, flags);
