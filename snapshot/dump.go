@@ -37,6 +37,9 @@ type DumpStats struct {
 	// Phases: seizing every task, reading process state, fds, memory, commit.
 	Seize, Collect, Files, Memory, Commit time.Duration
 	Dir                                   string
+	// Warnings name state the restore will drop by design (connections not
+	// yet accepted, queued datagrams, inotify events), per process and fd.
+	Warnings []string
 }
 
 type dtask struct {
@@ -160,6 +163,7 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 		st.Frozen = time.Since(frozenAt)
 	}
 	st.Processes = len(d.procs)
+	st.Warnings = d.files.Warnings()
 	st.Pages = d.m.PageBytes / pageSize
 	st.Total = time.Since(start)
 	return st, nil

@@ -17,31 +17,26 @@ type FileEnv struct {
 }
 
 // checkFiles refuses, before anything is frozen, a tree holding an fd kind
-// that cannot be restored.
+// that cannot be restored or a pipe or socket whose other end is outside the
+// tree (files.CheckTree reads only /proc and sock_diag).
 func checkFiles(roots []int) error {
 	seen := map[int]bool{}
-	var walk func(pid int) error
-	walk = func(pid int) error {
+	var pids []int
+	var walk func(pid int)
+	walk = func(pid int) {
 		if seen[pid] {
-			return nil
+			return
 		}
 		seen[pid] = true
-		if err := files.Check(pid); err != nil {
-			return err
-		}
+		pids = append(pids, pid)
 		for _, c := range children(pid) {
-			if err := walk(c); err != nil {
-				return err
-			}
+			walk(c)
 		}
-		return nil
 	}
 	for _, r := range roots {
-		if err := walk(r); err != nil {
-			return err
-		}
+		walk(r)
 	}
-	return nil
+	return files.CheckTree(pids)
 }
 
 // collectFiles records every fd of a frozen process.

@@ -268,6 +268,9 @@ func (r *restorer) run() (*Restored, error) {
 	if err := r.files.Pending(); err != nil {
 		r.warn(err.Error())
 	}
+	for _, w := range r.files.Warnings() {
+		r.warn(w)
+	}
 	r.killHelper()
 	// Everything is in place: let the whole tree go.
 	for _, rp := range r.procs {

@@ -104,6 +104,9 @@ generations 1, 2, 3, ...; with --pid NAME is pid-PID.`,
 		fmt.Fprintf(os.Stderr, "ftl: %d processes, %d threads, %d pages; frozen %v (seize %v, state %v, fds %v, memory %v, commit %v), total %v\n",
 			st.Processes, st.Threads, st.Pages, st.Frozen.Round(10000), st.Seize.Round(10000), st.Collect.Round(10000),
 			st.Files.Round(10000), st.Memory.Round(10000), st.Commit.Round(10000), st.Total.Round(10000))
+		for _, w := range st.Warnings {
+			fmt.Fprintf(os.Stderr, "ftl: warning: %s\n", w)
+		}
 		abs, _ := filepath.Abs(dir)
 		fmt.Println(abs)
 		return nil
