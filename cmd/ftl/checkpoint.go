@@ -22,6 +22,7 @@ var checkpointFlags struct {
 	dir          string
 	pid          int
 	leaveRunning bool
+	engine       string
 }
 
 var checkpointCmd = &cobra.Command{
@@ -33,7 +34,10 @@ directory as the last line of stdout.
 
 Without --leave-running the tree is killed once the image is safely on
 disk. The default directory is $FTL_HOME/images/NAME/N, N counting
-generations 1, 2, 3, ...; with --pid NAME is pid-PID.`,
+generations 1, 2, 3, ...; with --pid NAME is pid-PID.
+
+--engine criu drives a CRIU >= 4.2 instead of ftl's own engine, for trees
+given with --pid (see docs/criu.md); ftl restore recognises its images.`,
 	Example: `  ftl checkpoint mc
   ftl checkpoint mc --leave-running --dir /tmp/mc.img
   ftl checkpoint --pid 4242`,
@@ -44,6 +48,15 @@ generations 1, 2, 3, ...; with --pid NAME is pid-PID.`,
 		return cobra.ExactArgs(1)(nil, args)
 	}),
 	RunE: func(_ *cobra.Command, args []string) error {
+		switch checkpointFlags.engine {
+		case engineFTL:
+		case engineCRIU:
+			if checkpointFlags.pid == 0 {
+				return usagef("--engine criu needs --pid: trees started by ftl run are checkpointed by ftl's own engine (docs/criu.md)")
+			}
+		default:
+			return usagef("unknown engine %q: use %s or %s", checkpointFlags.engine, engineFTL, engineCRIU)
+		}
 		o := snapshot.DumpOptions{LeaveRunning: checkpointFlags.leaveRunning}
 		var name string
 		if checkpointFlags.pid != 0 {
@@ -69,6 +82,9 @@ generations 1, 2, 3, ...; with --pid NAME is pid-PID.`,
 			dir = nextGeneration(base)
 			defer os.Remove(base) // only if no image made it there
 		}
+		if checkpointFlags.engine == engineCRIU {
+			return checkpointCRIU(checkpointFlags.pid, dir, o.LeaveRunning)
+		}
 		bar := newBar("dump")
 		if bar != nil {
 			o.Progress = func(done, total int64) { bar.ChangeMax64(total); bar.Set64(done) }
@@ -79,9 +95,6 @@ generations 1, 2, 3, ...; with --pid NAME is pid-PID.`,
 			fmt.Fprintln(os.Stderr)
 		}
 		if err != nil {
-			if errors.Is(err, snapshot.ErrNoProcess) || errors.Is(err, snapshot.ErrEmptyTree) {
-				return fmt.Errorf("checkpoint %s: %w", name, err)
-			}
 			return fmt.Errorf("checkpoint %s: %w", name, err)
 		}
 		if !o.LeaveRunning && o.PidNS {
@@ -159,5 +172,6 @@ func init() {
 	f.StringVar(&checkpointFlags.dir, "dir", "", "image directory (default $FTL_HOME/images/NAME/N)")
 	f.IntVar(&checkpointFlags.pid, "pid", 0, "checkpoint the tree rooted at this pid (not launched by ftl)")
 	f.BoolVar(&checkpointFlags.leaveRunning, "leave-running", false, "let the tree run on after the dump")
+	f.StringVar(&checkpointFlags.engine, "engine", engineFTL, "checkpoint engine: ftl, or criu (needs --pid and a CRIU >= 4.2)")
 	rootCmd.AddCommand(checkpointCmd)
 }

@@ -32,6 +32,9 @@ file descriptors by kind and sizes. The image is checked whole first
 (checksums of the manifest and of every page chunk).`,
 	Args: usageArgs(cobra.ExactArgs(1)),
 	RunE: func(_ *cobra.Command, args []string) error {
+		if cm, ok := isCRIUImage(args[0]); ok {
+			return inspectCRIU(args[0], cm, inspectJSON)
+		}
 		m, err := image.Open(args[0])
 		if err != nil {
 			return fmt.Errorf("inspect %s: %w", args[0], err)

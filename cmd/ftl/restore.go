@@ -6,7 +6,6 @@ import (
 	"os"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/ftlinux/ftl/libos/launcher"
 	"github.com/ftlinux/ftl/snapshot"
@@ -28,6 +27,9 @@ init, as a run that ftl ps lists again (NAME defaults to the image's). A
 tree checkpointed with --pid comes back in the current pid namespace, so
 its pids must be free; ftl restore then stays its parent in the foreground.
 
+An image written by ` + "`ftl checkpoint --engine criu`" + ` is recognised by its marker
+file and restored by CRIU (its pids must be free).
+
 The image is checked whole (format version, checksums, vDSO, free pids)
 before any process is created; a bad image is refused with an error that
 names the bad part.`,
@@ -36,6 +38,9 @@ names the bad part.`,
 	Args: usageArgs(cobra.ExactArgs(1)),
 	RunE: func(_ *cobra.Command, args []string) error {
 		dir := args[0]
+		if _, ok := isCRIUImage(dir); ok {
+			return restoreCRIU(dir, restoreFlags.detach)
+		}
 		m, err := snapshot.CheckImage(dir)
 		if err != nil {
 			return fmt.Errorf("restore %s: %w", dir, err)
@@ -89,25 +94,7 @@ func restoreHere(dir string) error {
 		return nil
 	}
 	// Stay the parent: reap the tree and exit with the root's status.
-	status := 0
-	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			break
-		}
-		if pid == res.Root {
-			if ws.Signaled() {
-				status = 128 + int(ws.Signal())
-			} else {
-				status = ws.ExitStatus()
-			}
-		}
-	}
-	return exitError{status}
+	return exitError{waitTree(res.Root)}
 }
 
 func warnRestore(msg string) { fmt.Fprintf(os.Stderr, "ftl: restore: %s\n", msg) }
