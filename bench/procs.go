@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ftlinux/ftl/libos/procfs"
 )
 
 // freePort asks the kernel for a free loopback TCP port. Another process
@@ -84,23 +86,11 @@ func allProcs() map[int]procInfo {
 }
 
 func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	st, err := procfs.ReadStat("/proc", pid)
 	if err != nil {
 		return 0, false
 	}
-	// The command name may contain spaces and parentheses: fields start
-	// after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	fs := strings.Fields(s[i+1:])
-	if len(fs) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(fs[1])
-	return ppid, err == nil
+	return st.PPid(), true
 }
 
 // serverTree returns the host pids whose CPU time is the server's: the

@@ -3,7 +3,6 @@ package libos
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"sync/atomic"
 	"unsafe"
 
@@ -53,7 +52,7 @@ func Rebind(path string) (int, error) {
 		if atomic.LoadUint32(&p.State) != procLive {
 			continue
 		}
-		ticks, ok := startTicks(strconv.Itoa(int(atomic.LoadInt32(&p.Pid))))
+		ticks, ok := startTicks(int(atomic.LoadInt32(&p.Pid)))
 		if !ok {
 			// The slot's process was not part of the image (it had exited
 			// without the shim seeing it): it is gone for good.

@@ -11,6 +11,8 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/ftlinux/ftl/libos/procfs"
+
 	"golang.org/x/sys/unix"
 )
 
@@ -556,7 +558,7 @@ func (l *liveness) alive(pid int, ticks, ns uint64) bool {
 		return false
 	}
 	if ns == 0 || ns == l.ownNS {
-		t, ok := startTicks(strconv.Itoa(pid))
+		t, ok := startTicks(pid)
 		return ok && (ticks == 0 || t == ticks)
 	}
 	if !l.scanned {
@@ -587,7 +589,11 @@ func (l *liveness) scan() {
 		if !ok {
 			continue
 		}
-		if t, ok := startTicks(name); ok {
+		pid, err := strconv.Atoi(name)
+		if err != nil {
+			continue
+		}
+		if t, ok := startTicks(pid); ok {
 			l.byNS[nsPid{ns, inner}] = t
 		}
 	}
@@ -626,22 +632,12 @@ func innermostPid(proc string) (int, bool) {
 }
 
 // startTicks reads field 22 of /proc/PID/stat; zombies count as gone.
-func startTicks(proc string) (uint64, bool) {
-	b, err := os.ReadFile("/proc/" + proc + "/stat")
-	if err != nil {
+func startTicks(pid int) (uint64, bool) {
+	st, err := procfs.ReadStat("/proc", pid)
+	if err != nil || st.Dead() {
 		return 0, false
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 || f[0] == "Z" || f[0] == "X" {
-		return 0, false
-	}
-	v, err := strconv.ParseUint(f[19], 10, 64)
-	return v, err == nil
+	return st.StartTime(), true
 }
 
 // Policy says what the shim does with an interposed call.

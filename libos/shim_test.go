@@ -464,10 +464,15 @@ func TestShimDaemonize(t *testing.T) {
 	child := p.pids[0]
 	p.pids = append(p.pids, child) // cleanup kills it by pid
 	r := openRegion(t, region)
-	parent, ok := procByPid(r.Procs(), p.cmd.Process.Pid, true)
-	if !ok {
-		t.Errorf("parent slot not exited: %+v", r.Procs())
-	}
+	// The parent exits right after printing the child's pid: wait for it.
+	var parent Proc
+	eventually(t, func() []string {
+		var ok bool
+		if parent, ok = procByPid(r.Procs(), p.cmd.Process.Pid, true); !ok {
+			return []string{fmt.Sprintf("parent slot not exited: %+v", r.Procs())}
+		}
+		return nil
+	})
 	c, ok := procByPid(r.Procs(), child, false)
 	if !ok || c.PPid != parent.Pid || c.BytesIn != 5000 || c.BytesOut != 5000 {
 		t.Errorf("daemon child slot %+v (found %v), parent %+v", c, ok, parent)

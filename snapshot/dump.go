@@ -3,6 +3,7 @@ package snapshot
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"runtime"
 	"sort"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unsafe"
+
+	"github.com/ftlinux/ftl/libos/procfs"
 
 	"golang.org/x/sys/unix"
 
@@ -320,6 +323,11 @@ func (d *dumper) collect() error {
 	}
 	for _, p := range d.procs {
 		if err := d.collectProcess(p, hostToNS); err != nil {
+			// A /proc entry that vanished under a frozen tree means the
+			// process died (SIGKILL from outside): say so.
+			if errors.Is(err, fs.ErrNotExist) && !errors.Is(err, ErrExited) && !procfs.Alive("/proc", p.pid) {
+				return fmt.Errorf("process %d: %w (%w)", p.pid, ErrExited, err)
+			}
 			return fmt.Errorf("process %d: %w", p.pid, err)
 		}
 	}
@@ -501,20 +509,11 @@ func (d *dumper) collectInjected(p *dproc, stf map[string]string) error {
 
 // collectMM reads the mm fields from /proc/PID/stat and auxv.
 func (d *dumper) collectMM(p *dproc) error {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.pid))
+	st, err := procfs.ReadStat("/proc", p.pid)
 	if err != nil {
 		return err
 	}
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	f := strings.Fields(s[i+2:]) // f[0] is field 3
-	field := func(n int) uint64 {
-		if n-3 >= len(f) {
-			return 0
-		}
-		v, _ := strconv.ParseUint(f[n-3], 10, 64)
-		return v
-	}
+	field := func(n int) uint64 { return st.Field(n) }
 	mm := &p.img.MM
 	mm.StartCode, mm.EndCode, mm.StartStack = field(26), field(27), field(28)
 	mm.StartData, mm.EndData, mm.StartBrk = field(45), field(46), field(47)
@@ -856,10 +855,6 @@ func treeAnonRSS(roots []int) int64 {
 
 // gone reports whether task tid has exited or is exiting (dead or zombie).
 func gone(tid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
-	if err != nil {
-		return true
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	return i < 0 || i+2 >= len(b) || b[i+2] == 'Z' || b[i+2] == 'X'
+	st, err := procfs.ReadStat("/proc", tid)
+	return err != nil || st.Dead()
 }

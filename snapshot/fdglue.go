@@ -1,7 +1,9 @@
 package snapshot
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"sort"
 	"strconv"
@@ -36,12 +38,20 @@ func checkFiles(roots []int) error {
 	for _, r := range roots {
 		walk(r)
 	}
-	return files.CheckTree(pids)
+	err := files.CheckTree(pids)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A process of the tree went away while its fds were listed.
+		return fmt.Errorf("%w (%w)", ErrExited, err)
+	}
+	return err
 }
 
 // collectFiles records every fd of a frozen process.
 func (d *dumper) collectFiles(p *dproc) error {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("list fds: %w", ErrExited)
+	}
 	if err != nil {
 		return fmt.Errorf("list fds: %w", err)
 	}

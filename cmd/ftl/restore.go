@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
@@ -56,19 +55,7 @@ names the bad part.`,
 		if err != nil {
 			return launcherError(err)
 		}
-		if restoreFlags.detach {
-			fmt.Println(r.Spec.Name)
-			return nil
-		}
-		status, err := r.Wait()
-		if errors.Is(err, launcher.ErrInitDied) {
-			fmt.Fprintf(os.Stderr, "ftl: %v\n", err)
-			return exitError{status}
-		}
-		if err != nil {
-			return err
-		}
-		return exitError{status}
+		return followRun(r, restoreFlags.detach)
 	},
 }
 

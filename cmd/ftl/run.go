@@ -6,8 +6,9 @@ import (
 	"os"
 	"strings"
 
-	"github.com/ftlinux/ftl/libos/launcher"
 	"github.com/spf13/cobra"
+
+	"github.com/ftlinux/ftl/libos/launcher"
 )
 
 var runFlags struct {
@@ -52,27 +53,7 @@ NAME defaults to the program's base name, made unique (memcached, memcached-2).`
 		if err != nil {
 			return launcherError(err)
 		}
-		if runFlags.detach {
-			fmt.Println(r.Spec.Name)
-			return nil
-		}
-		status, err := r.Wait()
-		if errors.Is(err, launcher.ErrInitDied) {
-			fmt.Fprintf(os.Stderr, "ftl: %v\n", err)
-			return exitError{status}
-		}
-		if err != nil {
-			return err
-		}
-		if len(r.Left) > 0 {
-			var pids []string
-			for _, p := range r.Left {
-				pids = append(pids, fmt.Sprintf("%d (%s, host pid %d)", p.NSPid, p.Comm, p.HostPid))
-			}
-			fmt.Fprintf(os.Stderr, "ftl: %s exited with status %d but its processes %s still run under ftl; end them with `ftl stop %s`\n",
-				r.Spec.Name, status, strings.Join(pids, ", "), r.Spec.Name)
-		}
-		return exitError{status}
+		return followRun(r, runFlags.detach)
 	},
 }
 
@@ -95,4 +76,32 @@ func init() {
 	f.BoolVarP(&runFlags.detach, "detach", "d", false, "run in the background; output goes to $FTL_HOME/log/NAME.log")
 	f.StringVar(&runFlags.ft, "ft", launcher.ModeNone, "fault-tolerance mode (only none is available yet)")
 	rootCmd.AddCommand(runCmd)
+}
+
+// followRun finishes `ftl run` and `ftl restore` once the run started:
+// detached, it prints the run's name; in the foreground it waits like a
+// shell and returns the program's status, saying which of its processes
+// still run under ftl when the program itself exited (it daemonized).
+func followRun(r *launcher.Run, detach bool) error {
+	if detach {
+		fmt.Println(r.Spec.Name)
+		return nil
+	}
+	status, err := r.Wait()
+	if errors.Is(err, launcher.ErrInitDied) {
+		fmt.Fprintf(os.Stderr, "ftl: %v\n", err)
+		return exitError{status}
+	}
+	if err != nil {
+		return err
+	}
+	if len(r.Left) > 0 {
+		var pids []string
+		for _, p := range r.Left {
+			pids = append(pids, fmt.Sprintf("%d (%s, host pid %d)", p.NSPid, p.Comm, p.HostPid))
+		}
+		fmt.Fprintf(os.Stderr, "ftl: %s exited with status %d but its processes %s still run under ftl; end them with `ftl stop %s`\n",
+			r.Spec.Name, status, strings.Join(pids, ", "), r.Spec.Name)
+	}
+	return exitError{status}
 }

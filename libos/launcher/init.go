@@ -10,11 +10,15 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
-	"github.com/ftlinux/ftl/libos"
+	"github.com/ftlinux/ftl/libos/procfs"
+
 	"golang.org/x/sys/unix"
+
+	"github.com/ftlinux/ftl/libos"
 )
 
 // RestoreContext is what the init hands RestoreHook.
@@ -132,6 +136,25 @@ func checkInit(runDir string) error {
 
 // setLastPid writes the pid namespace's last allocated pid (the next fork
 // gets the next free pid after it).
+// warmThreads makes the Go runtime create its spare OS threads now, while
+// ns_last_pid is still high. The runtime parks idle threads and reuses them,
+// so it rarely needs a new one in the window between setting ns_last_pid
+// back to 1 and forking the program; a thread created there would take
+// pid 2 for good and the program would be pid 3. Blocking syscalls in
+// parallel goroutines make the scheduler hand their Ps to new threads.
+func warmThreads() {
+	var wg sync.WaitGroup
+	for i := 0; i < 2*runtime.GOMAXPROCS(0)+2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ts := unix.Timespec{Nsec: 25 * 1000 * 1000}
+			unix.Nanosleep(&ts, nil)
+		}()
+	}
+	wg.Wait()
+}
+
 func setLastPid(pid int) error {
 	if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(pid)), 0); err != nil {
 		return fmt.Errorf("set ns_last_pid: %w", err)
@@ -198,6 +221,7 @@ func initStage2(runDir string, say func(string, ...any)) int {
 	chld := make(chan os.Signal, 1)
 	signal.Notify(chld, unix.SIGCHLD)
 	runtime.GC()
+	warmThreads()
 
 	var mainPid int
 	if spec.RestoredFrom != "" {
@@ -297,7 +321,7 @@ func liveOthers() int {
 		if pid == 1 {
 			continue
 		}
-		if st, err := readStat("/proc", pid); err == nil && st.state != 'Z' && st.state != 'X' {
+		if procfs.Alive("/proc", pid) {
 			n++
 		}
 	}

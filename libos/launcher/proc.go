@@ -1,13 +1,14 @@
 package launcher
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/ftlinux/ftl/libos/procfs"
 )
 
 // Process is one process of a run, as seen from the host.
@@ -18,44 +19,10 @@ type Process struct {
 	Comm    string `json:"comm"`     // command name (/proc/PID/comm)
 }
 
-// procStat holds the fields of /proc/PID/stat that the launcher uses.
-type procStat struct {
-	state byte
-	ppid  int
-	start uint64 // field 22, clock ticks since boot
-}
-
-// readStat parses root/PID/stat; the command name may hold spaces and
-// parentheses, so fields are counted after the last ')'.
-func readStat(root string, pid int) (procStat, error) {
-	b, err := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return procStat{}, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, fmt.Errorf("parse %s/%d/stat: no ')'", root, pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state), f[1] field 4 (ppid), f[19] field 22 (starttime).
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("parse %s/%d/stat: %d fields", root, pid, len(f))
-	}
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		return procStat{}, fmt.Errorf("parse %s/%d/stat ppid: %w", root, pid, err)
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("parse %s/%d/stat starttime: %w", root, pid, err)
-	}
-	return procStat{state: f[0][0], ppid: ppid, start: start}, nil
-}
-
 // startTime returns field 22 of /proc/PID/stat.
 func startTime(pid int) (uint64, error) {
-	st, err := readStat("/proc", pid)
-	return st.start, err
+	st, err := procfs.ReadStat("/proc", pid)
+	return st.StartTime(), err
 }
 
 // pidAlive reports whether host pid runs (not a zombie) and, when start is
@@ -64,11 +31,11 @@ func pidAlive(pid int, start uint64) bool {
 	if pid <= 0 {
 		return false
 	}
-	st, err := readStat("/proc", pid)
-	if err != nil || st.state == 'Z' || st.state == 'X' || st.state == 'x' {
+	st, err := procfs.ReadStat("/proc", pid)
+	if err != nil || st.Dead() {
 		return false
 	}
-	return start == 0 || st.start == start
+	return start == 0 || st.StartTime() == start
 }
 
 // nsPids parses the NSpid line of root/PID/status: the pid in each pid
@@ -138,14 +105,14 @@ func nsMembers(root, pidNS string, initPid int) ([]Process, error) {
 		if err != nil || len(ids) == 0 {
 			continue
 		}
-		st, err := readStat(root, pid)
+		st, err := procfs.ReadStat(root, pid)
 		if err != nil {
 			continue
 		}
 		comm, _ := os.ReadFile(filepath.Join(root, strconv.Itoa(pid), "comm"))
 		p := Process{HostPid: pid, NSPid: ids[len(ids)-1], Comm: strings.TrimSpace(string(comm))}
 		hostToNS[pid] = p.NSPid
-		ms = append(ms, member{p, st.ppid})
+		ms = append(ms, member{p, st.PPid()})
 	}
 	for _, m := range ms {
 		m.p.PPid = hostToNS[m.hostPPid]

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ftlinux/ftl/libos/procfs"
 )
 
 // RepoRoot is the directory holding go.mod, found upward from the working
@@ -229,18 +231,7 @@ func KillRun(t testing.TB, name string) {
 }
 
 // Alive reports whether host pid runs (a zombie does not count).
-func Alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	st := b[i+2]
-	return st != 'Z' && st != 'X'
-}
+func Alive(pid int) bool { return procfs.Alive("/proc", pid) }
 
 // WaitGone waits until none of the host pids is alive.
 func WaitGone(t testing.TB, timeout time.Duration, pids ...int) {
