@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -19,6 +21,7 @@ import (
 	"github.com/ftlinux/ftl/snapshot/files"
 	"github.com/ftlinux/ftl/snapshot/image"
 	"github.com/ftlinux/ftl/snapshot/internal/sys"
+	"github.com/ftlinux/ftl/snapshot/netlock"
 )
 
 // DumpOptions says what to checkpoint and how.
@@ -151,6 +154,10 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 		st.Threads += len(p.threads)
 	}
 	d.m.Root = d.procs[0].nspid
+	conns := tcpConns(d.files.Descs())
+	if !o.LeaveRunning && len(conns) > 0 {
+		d.m.NetLock = newLockTag()
+	}
 	t0 = time.Now()
 	err = w.Commit(&d.m)
 	st.Commit = time.Since(t0)
@@ -162,11 +169,18 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 		return nil, err
 	}
 	if !o.LeaveRunning {
+		if d.m.NetLock != "" {
+			// Peers' packets must not meet a closed port between the kill
+			// and the restore: they would reset the connections.
+			if err := netlock.Lock(d.m.NetLock, conns); err != nil {
+				st.Warnings = append(st.Warnings, fmt.Sprintf("network lock: %v; a peer that sends before the restore gets a reset", err))
+			}
+		}
 		d.killAll()
 		st.Frozen = time.Since(frozenAt)
 	}
 	st.Processes = len(d.procs)
-	st.Warnings = d.files.Warnings()
+	st.Warnings = append(st.Warnings, d.files.Warnings()...)
 	st.Pages = d.m.PageBytes / pageSize
 	st.Total = time.Since(start)
 	return st, nil
@@ -857,4 +871,11 @@ func treeAnonRSS(roots []int) int64 {
 func gone(tid int) bool {
 	st, err := procfs.ReadStat("/proc", tid)
 	return err != nil || st.Dead()
+}
+
+// newLockTag names one image's network lock.
+func newLockTag() string {
+	b := make([]byte, 6)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
 
 	"github.com/ftlinux/ftl/snapshot/files"
 	"github.com/ftlinux/ftl/snapshot/image"
+	"github.com/ftlinux/ftl/snapshot/netlock"
 )
 
 // FileEnv is the restorer's own stdio, used for the tree's "external"
@@ -124,4 +126,21 @@ func FDCount(p image.Process) int {
 		return -1
 	}
 	return len(fds)
+}
+
+// tcpConns lists the tree's TCP connections (every TCP socket with a peer),
+// for the network lock.
+func tcpConns(descs []files.Desc) []netlock.Conn {
+	var out []netlock.Conn
+	for _, d := range descs {
+		if d.Kind != files.KindTCP || d.Sock == nil || d.Sock.Peer == "" || d.Sock.Local == "" {
+			continue
+		}
+		l, err1 := netip.ParseAddrPort(d.Sock.Local)
+		p, err2 := netip.ParseAddrPort(d.Sock.Peer)
+		if err1 == nil && err2 == nil {
+			out = append(out, netlock.Conn{Local: l, Peer: p})
+		}
+	}
+	return out
 }

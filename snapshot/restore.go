@@ -18,6 +18,7 @@ import (
 	"github.com/ftlinux/ftl/snapshot/files"
 	"github.com/ftlinux/ftl/snapshot/image"
 	"github.com/ftlinux/ftl/snapshot/internal/sys"
+	"github.com/ftlinux/ftl/snapshot/netlock"
 )
 
 // RestoreOptions says how to restore an image.
@@ -265,6 +266,12 @@ func (r *restorer) run() (*Restored, error) {
 		}
 	}
 	tr("threads and registers")
+	if m.NetLock != "" {
+		// Every socket of the image exists again: let the peers through.
+		if err := netlock.Unlock(m.NetLock); err != nil {
+			r.warn(fmt.Sprintf("network lock %s: %v", m.NetLock, err))
+		}
+	}
 	if err := r.files.Pending(); err != nil {
 		r.warn(err.Error())
 	}

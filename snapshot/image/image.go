@@ -71,6 +71,9 @@ type Manifest struct {
 	Chunks     []Chunk
 	PageBytes  int64 // raw (uncompressed) bytes in the page stream
 	Warnings   []string
+	// NetLock tags the firewall rules that hold the tree's TCP connections
+	// quiet from the kill to the restore (snapshot/netlock); "" if none.
+	NetLock string `msgpack:",omitempty"`
 }
 
 // VdsoInfo describes the [vvar] [vvar_vclock] [vdso] block of the dumping kernel.
