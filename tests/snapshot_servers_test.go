@@ -275,6 +275,28 @@ func pfTraffic(t *testing.T, port int, op func(c *testenv.Conn, i int) error) (s
 	}
 }
 
+// pfCheckpointUnderTraffic checkpoints run name (killing it) and restores
+// it while a client keeps sending requests (op), then checks that the
+// restored tree has the same processes and threads and that the image
+// describes them. It returns the image and what ftl ps shows of the
+// restored run.
+func pfCheckpointUnderTraffic(t *testing.T, name string, port int, op func(c *testenv.Conn, i int) error, orig testenv.PSInfo, origTids string) (string, testenv.PSInfo) {
+	t.Helper()
+	img := filepath.Join(t.TempDir(), "B")
+	var restored testenv.PSInfo
+	pfTrafficAcross(t, port, op, func() {
+		pfCheckpoint(t, img, name)
+		pfGone(t, name, orig)
+		restored = pfRestore(t, name, img)
+	})
+	pfSameTree(t, orig, restored)
+	pfInspect(t, img, orig)
+	if got := pfTids(t, restored); got != origTids {
+		t.Errorf("restored threads %s, checkpointed %s", got, origTids)
+	}
+	return img, restored
+}
+
 // pfTrafficAcross runs traffic across the checkpoint and restore done by
 // between, and checks that it went on after the restore without an error.
 func pfTrafficAcross(t *testing.T, port int, op func(c *testenv.Conn, i int) error, between func()) {
@@ -440,18 +462,7 @@ func TestProofMemcached(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond) // let both reach the server
 
-	imgB := filepath.Join(t.TempDir(), "B")
-	var restored testenv.PSInfo
-	pfTrafficAcross(t, port, pfMcOp, func() {
-		pfCheckpoint(t, imgB, name)
-		pfGone(t, name, orig)
-		restored = pfRestore(t, name, imgB)
-	})
-	pfSameTree(t, orig, restored)
-	pfInspect(t, imgB, orig)
-	if got := pfTids(t, restored); got != origTids {
-		t.Errorf("restored threads %s, checkpointed %s", got, origTids)
-	}
+	imgB, _ := pfCheckpointUnderTraffic(t, name, port, pfMcOp, orig, origTids)
 	t.Run("request in flight at the checkpoint", func(t *testing.T) {
 		rep, err := testenv.MemcacheReply(kept.Reader())
 		if want := fmt.Sprintf("VALUE k000007 0 %d\r\n%s\r\nEND\r\n", len(pfMcValue(7)), pfMcValue(7)); err != nil || string(rep) != want {
@@ -501,7 +512,7 @@ func TestProofMemcached(t *testing.T) {
 	pfMcCheck(t, c)
 	// Image A holds the state as of A: every key, "kept", but not "afterA".
 	pfKill(t, name)
-	restored = pfRestore(t, name, imgA)
+	restored := pfRestore(t, name, imgA)
 	pfSameTree(t, orig, restored)
 	c = pfDial(t, port)
 	for _, k := range []string{"afterA", "traffic0"} {
@@ -719,18 +730,7 @@ func TestProofRedis(t *testing.T) {
 	}
 	time.Sleep(100 * time.Millisecond)
 
-	imgB := filepath.Join(t.TempDir(), "B")
-	var restored testenv.PSInfo
-	pfTrafficAcross(t, port, pfRdOp, func() {
-		pfCheckpoint(t, imgB, name)
-		pfGone(t, name, orig)
-		restored = pfRestore(t, name, imgB)
-	})
-	pfSameTree(t, orig, restored)
-	pfInspect(t, imgB, orig)
-	if got := pfTids(t, restored); got != origTids {
-		t.Errorf("restored threads %s, checkpointed %s", got, origTids)
-	}
+	imgB, _ := pfCheckpointUnderTraffic(t, name, port, pfRdOp, orig, origTids)
 	t.Run("request in flight at the checkpoint", func(t *testing.T) {
 		rep, err := testenv.RedisReply(kept.Reader())
 		if want := fmt.Sprintf("$%d\r\n%s\r\n", len(pfRdValue(7)), pfRdValue(7)); err != nil || string(rep) != want {
@@ -772,7 +772,7 @@ func TestProofRedis(t *testing.T) {
 	pfRdCheck(t, c, "kept", "afterA", "traffic")
 	// Image A: state as of A.
 	pfKill(t, name)
-	restored = pfRestore(t, name, imgA)
+	restored := pfRestore(t, name, imgA)
 	pfSameTree(t, orig, restored)
 	c = pfDial(t, port)
 	if _, ok := pfRdGet(t, c, "restored A", "afterA"); ok {
