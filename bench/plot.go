@@ -95,19 +95,10 @@ func cdfPlot(w Workload) (*plot.Plot, bool) {
 			}
 			xys = append(xys, plotter.XY{X: pt.Us, Y: pt.Fraction})
 		}
-		if len(xys) < 2 {
-			continue
-		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
-			continue
-		}
-		l.Color = modeColors[m.Mode]
-		l.Width = vg.Points(1.5)
-		p.Add(l)
 		label := fmt.Sprintf("%s (p50 %.1f µs, p99 %.1f µs)", m.Mode, m.P50.Median, m.P99.Median)
-		p.Legend.Add(label, l)
-		drawn = true
+		if addModeLine(p, m.Mode, xys, label) {
+			drawn = true
+		}
 	}
 	return p, drawn
 }
@@ -141,20 +132,28 @@ func tailPlot(w Workload) (*plot.Plot, bool) {
 			}
 			xys = append(xys, plotter.XY{X: -math.Log10(1 - pt.Fraction), Y: pt.Us})
 		}
-		if len(xys) < 2 {
-			continue
+		if addModeLine(p, m.Mode, xys, fmt.Sprintf("%s (p99.9 %.0f µs)", m.Mode, m.P999.Median)) {
+			drawn = true
 		}
-		l, err := plotter.NewLine(xys)
-		if err != nil {
-			continue
-		}
-		l.Color = modeColors[m.Mode]
-		l.Width = vg.Points(1.5)
-		p.Add(l)
-		p.Legend.Add(fmt.Sprintf("%s (p99.9 %.0f µs)", m.Mode, m.P999.Median), l)
-		drawn = true
 	}
 	return p, drawn
+}
+
+// addModeLine draws one mode's curve in the mode's colour with a legend
+// entry; it reports false (and draws nothing) for fewer than two points.
+func addModeLine(p *plot.Plot, mode string, xys plotter.XYs, label string) bool {
+	if len(xys) < 2 {
+		return false
+	}
+	l, err := plotter.NewLine(xys)
+	if err != nil {
+		return false
+	}
+	l.Color = modeColors[mode]
+	l.Width = vg.Points(1.5)
+	p.Add(l)
+	p.Legend.Add(label, l)
+	return true
 }
 
 // throughputPlot draws, for every closed-loop workload, each mode's
