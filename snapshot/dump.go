@@ -513,6 +513,18 @@ func (d *dumper) collectInjected(p *dproc, stf map[string]string) error {
 		p.mem.ReadAt(sys.Bytes(&rl), int64(sc))
 		p.img.Rlimits = append(p.img.Rlimits, image.Rlimit{Resource: res, Cur: rl.Cur, Max: rl.Max})
 	}
+	// Interval timers, read by the process itself (getitimer has no pid).
+	for which := 0; which < 3; which++ {
+		if _, err := p.sysc(lead, unix.SYS_GETITIMER, uint64(which), sc); err != nil {
+			return fmt.Errorf("getitimer(%d): %w", which, err)
+		}
+		var v [4]int64 // it_interval {sec, usec}, it_value {sec, usec}
+		p.mem.ReadAt(sys.Bytes(&v), int64(sc))
+		if v[2] != 0 || v[3] != 0 {
+			p.img.Itimers = append(p.img.Itimers, image.Itimer{Which: which,
+				IntervalSec: v[0], IntervalUsec: v[1], ValueSec: v[2], ValueUsec: v[3]})
+		}
+	}
 	brk, err := p.sysc(lead, unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("brk: %w", err)

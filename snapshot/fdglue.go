@@ -1,6 +1,7 @@
 package snapshot
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -22,7 +23,7 @@ type FileEnv struct {
 
 // checkFiles refuses, before anything is frozen, a tree holding an fd kind
 // that cannot be restored or a pipe or socket whose other end is outside the
-// tree (files.CheckTree reads only /proc and sock_diag).
+// tree (files.CheckTree reads only /proc and sock_diag), or POSIX timers.
 func checkFiles(roots []int) error {
 	seen := map[int]bool{}
 	var pids []int
@@ -39,6 +40,11 @@ func checkFiles(roots []int) error {
 	}
 	for _, r := range roots {
 		walk(r)
+	}
+	for _, pid := range pids {
+		if err := checkPosixTimers(pid); err != nil {
+			return err
+		}
 	}
 	err := files.CheckTree(pids)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -143,4 +149,23 @@ func tcpConns(descs []files.Desc) []netlock.Conn {
 		}
 	}
 	return out
+}
+
+// checkPosixTimers refuses a process with timer_create timers: the engine
+// cannot restore them yet, and losing them silently would break the program.
+func checkPosixTimers(pid int) error {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timers", pid))
+	if err != nil {
+		return nil // no such file on kernels without CONFIG_CHECKPOINT_RESTORE; the process may be gone (caught later)
+	}
+	n := 0
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("ID:")) {
+			n++
+		}
+	}
+	if n > 0 {
+		return fmt.Errorf("process %d has %d POSIX timer(s) (timer_create): %w", pid, n, ErrUnsupported)
+	}
+	return nil
 }

@@ -910,6 +910,13 @@ func (r *restorer) finishProcess(rp *rproc) error {
 			r.warn(fmt.Sprintf("process %d: rlimit %d: wanted %d/%d, set %d/%d (%v)", lead, rl.Resource, rl.Cur, rl.Max, lim.Cur, lim.Max, err))
 		}
 	}
+	for _, it := range ip.Itimers {
+		v := [4]int64{it.IntervalSec, it.IntervalUsec, it.ValueSec, it.ValueUsec}
+		rp.mem.WriteAt(sys.Bytes(&v), int64(sc))
+		if _, err := rp.sysc(lead, unix.SYS_SETITIMER, uint64(it.Which), sc, 0); err != nil {
+			return fmt.Errorf("setitimer(%d): %w", it.Which, err)
+		}
+	}
 	// Credentials last: after them the stub may lose its privileges.
 	cr := ip.Creds
 	if cr.Uid != 0 || cr.Euid != 0 || cr.Suid != 0 || cr.Gid != 0 || cr.Egid != 0 || cr.Sgid != 0 || len(cr.Groups) > 0 {

@@ -40,7 +40,8 @@ var Table = []Support{
 	{"SysV shared memory semantics", Partly, "the segment's memory comes back as a memfd mapping; shmctl/shmat on the old id does not"},
 	{"mappings of deleted files", Supported, "contents saved from /proc/PID/map_files and restored as a memfd (private or shared)"},
 	{"shim region", Supported, "contents saved; the new run's region file is filled and mapped at the old address"},
-	{"interval timers, POSIX timers", Refused, "not saved yet (setitimer/timer_create state is lost)"},
+	{"interval timers", Supported, "ITIMER_REAL/VIRTUAL/PROF read with getitimer and re-armed with setitimer inside the target (the remaining time restarts at the restore)"},
+	{"POSIX timers", Refused, "timer_create timers (listed in /proc/PID/timers) make the checkpoint fail up front, naming the process: their ids cannot be chosen at restore yet"},
 	{"ptraced processes, seccomp filters, io_uring, namespaces inside the tree", Refused, "not saved"},
 	{"incremental images", Partly, "the format has Parent and per-extent Parent flags; this version writes full images and refuses to restore incremental ones"},
 }

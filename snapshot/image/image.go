@@ -100,6 +100,7 @@ type Process struct {
 	Sigactions           []Sigaction
 	Pending              [][]byte // shared (process-wide) queued siginfos
 	Rlimits              []Rlimit
+	Itimers              []Itimer `msgpack:",omitempty"` // armed setitimer timers
 	Creds                Creds
 	FDs                  msgpack.RawMessage // []files.FD, owned by snapshot/files
 	Personality          uint64
@@ -177,6 +178,14 @@ type Sigaction struct {
 }
 
 // Rlimit is one resource limit.
+// Itimer is one armed interval timer (setitimer): Which is ITIMER_REAL,
+// ITIMER_VIRTUAL or ITIMER_PROF; the value is what was left at the dump.
+type Itimer struct {
+	Which                     int
+	IntervalSec, IntervalUsec int64
+	ValueSec, ValueUsec       int64
+}
+
 type Rlimit struct {
 	Resource int
 	Cur, Max uint64
