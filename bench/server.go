@@ -109,8 +109,13 @@ func (s *server) startNative(env *runEnv, argv []string) error {
 	s.cmd = exec.Command(argv[0], argv[1:]...)
 	s.cmd.Dir = s.dir
 	s.cmd.Stdout, s.cmd.Stderr = log, log
-	// The server dies with the bench, whatever happens to the bench.
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	// The server dies with the bench, whatever happens to the bench. It
+	// runs in its own session, as a daemon or `ftl run --detach` does: with
+	// the kernel's scheduler autogroups (one per session) a native server
+	// left in the bench's session would get a different share of its CPU
+	// than the server under ftl, and the comparison would measure that.
+	// setsid also makes a new process group, so kill(-pid) still works.
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: true}
 	if err := s.cmd.Start(); err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrServer, argv[0], err)
 	}
