@@ -40,7 +40,8 @@ func needTools(t *testing.T, tools ...string) {
 // themselves are not judged.
 func TestShortRealRun(t *testing.T) {
 	needTools(t, "memcached", "redis-server", "redis-benchmark", "nginx", "wrk", "taskset")
-	t.Setenv("FTL_HOME", t.TempDir())
+	home := t.TempDir()
+	t.Setenv("FTL_HOME", home)
 	modes := []string{"native", "checkpoint"}
 	bin := ftlBin(t)
 	if bin != "" {
@@ -58,6 +59,9 @@ func TestShortRealRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("progress:\n%s", progress.String())
+	if logs, _ := filepath.Glob(filepath.Join(home, "log", "*")); len(logs) > 0 {
+		t.Errorf("the bench left its runs' logs behind: %v", logs)
+	}
 	if len(res.Workloads) != 6 {
 		t.Fatalf("%d workloads, want memcached closed+open, redis closed+open+redis-benchmark, nginx closed", len(res.Workloads))
 	}

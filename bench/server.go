@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ftlinux/ftl/libos/launcher"
 )
 
 // Modes is the one table of ftl modes the bench knows: how each is started,
@@ -180,6 +182,8 @@ func (s *server) stop() error {
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
+		// ftl keeps a detached run's log after it ends; this one is ours.
+		_ = os.Remove(filepath.Join(launcher.Home(), "log", s.name+".log"))
 	}
 	// Wait for the listener to go so the next round's port scan is clean.
 	deadline := time.Now().Add(stopTimeout)
