@@ -307,41 +307,6 @@ func TestWrappedRedis(t *testing.T) {
 	srvStopAndCheck(t, "redis", info)
 }
 
-// nginxConf is a config for one nginx instance: master and 2 workers, in the
-// foreground, everything in dir, serving www.
-const nginxConf = `daemon off;
-master_process on;
-worker_processes 2;
-user root;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log %[1]s/access.log;
-  sendfile on;
-  default_type application/octet-stream;
-  types { text/plain txt; text/html html; }
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d;
-    root %[3]s;
-  }
-}
-`
-
-func nginxArgs(t *testing.T, port int, www string) []string {
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port, www)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return []string{"nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf}
-}
-
 // TestWrappedNginx runs nginx (master + 2 workers) natively and under ftl, serving
 // the same files.
 func TestWrappedNginx(t *testing.T) {
@@ -359,8 +324,8 @@ func TestWrappedNginx(t *testing.T) {
 		}
 	}
 	nport, wport := testenv.FreePort(t), testenv.FreePort(t)
-	testenv.Native(t, nginxArgs(t, nport, www)...)
-	testenv.Detach(t, "nginx", nginxArgs(t, wport, www)...)
+	testenv.Native(t, testenv.NginxArgs(t, nport, www, "")...)
+	testenv.Detach(t, "nginx", testenv.NginxArgs(t, wport, www, "")...)
 	testenv.WaitPort(t, nport, 10*time.Second)
 	testenv.WaitPort(t, wport, 10*time.Second)
 

@@ -818,32 +818,6 @@ func pfRedisBgsave(t *testing.T, c *testenv.Conn, rdb string) {
 
 // ---- nginx ----
 
-const pfNginxConf = `daemon off;
-master_process on;
-worker_processes 2;
-user root;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log %[1]s/access.log;
-  keepalive_timeout 300s;
-  keepalive_requests 10000;
-  sendfile on;
-  default_type application/octet-stream;
-  types { text/plain txt; }
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fastcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server {
-    listen 127.0.0.1:%[2]d;
-    root %[3]s;
-  }
-}
-`
-
 // pfHTTPGet GETs path over c (keep-alive) and checks status 200 and body.
 func pfHTTPGet(t *testing.T, c *testenv.Conn, what, path string, body []byte) {
 	t.Helper()
@@ -868,13 +842,8 @@ func TestProofNginx(t *testing.T) {
 		}
 	}
 	port := testenv.FreePort(t)
-	dir := t.TempDir()
-	conf := filepath.Join(dir, "nginx.conf")
-	if err := os.WriteFile(conf, []byte(fmt.Sprintf(pfNginxConf, dir, port, www)), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	name := "pf-nginx"
-	testenv.Detach(t, name, "nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf)
+	testenv.Detach(t, name, testenv.NginxArgs(t, port, www, "  keepalive_timeout 300s;\n  keepalive_requests 10000;")...)
 	testenv.WaitPort(t, port, 10*time.Second)
 	orig := pfWaitProcs(t, name, 3)
 	origTids := pfTids(t, orig)

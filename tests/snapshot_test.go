@@ -217,32 +217,11 @@ func TestSnapshotNginx(t *testing.T) {
 	snapshotSetup(t)
 	testenv.NeedProgram(t, "nginx")
 	port := testenv.FreePort(t)
-	dir, err := os.MkdirTemp("", "ftl-nginx-") // workers run as nobody: every path component must be 0755
-	if err != nil {
+	www := t.TempDir()
+	if err := os.WriteFile(filepath.Join(www, "index.html"), []byte("hello from ftl\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.MkdirAll(filepath.Join(dir, "html"), 0o755)
-	os.WriteFile(filepath.Join(dir, "html", "index.html"), []byte("hello from ftl\n"), 0o644)
-	os.Chmod(dir, 0o755)
-	conf := fmt.Sprintf(`worker_processes 2;
-daemon off;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-  access_log off;
-  keepalive_timeout 120s;
-  client_body_temp_path %[1]s/body;
-  proxy_temp_path %[1]s/proxy;
-  fastcgi_temp_path %[1]s/fcgi;
-  uwsgi_temp_path %[1]s/uwsgi;
-  scgi_temp_path %[1]s/scgi;
-  server { listen 127.0.0.1:%[2]d; root %[1]s/html; }
-}
-`, dir, port)
-	os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644)
-	testenv.Detach(t, "ngx", "nginx", "-c", filepath.Join(dir, "nginx.conf"))
+	testenv.Detach(t, "ngx", testenv.NginxArgs(t, port, www, "  keepalive_timeout 120s;")...)
 	testenv.WaitPort(t, port, 10*time.Second)
 	deadline := time.Now().Add(10 * time.Second)
 	var before psInfo

@@ -414,3 +414,44 @@ func NamespaceGone(t testing.TB, pidNS string) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// nginxConf is a config for one nginx instance: master and 2 workers, in the
+// foreground, every file in dir (%[1]s), listening on 127.0.0.1:%[2]d,
+// serving www (%[3]s), with extra http-level directives (%[4]s).
+const nginxConf = `daemon off;
+master_process on;
+worker_processes 2;
+user root;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log %[1]s/access.log;
+  sendfile on;
+  default_type application/octet-stream;
+  types { text/plain txt; text/html html; }
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  fastcgi_temp_path %[1]s/fastcgi;
+  uwsgi_temp_path %[1]s/uwsgi;
+  scgi_temp_path %[1]s/scgi;
+%[4]s
+  server {
+    listen 127.0.0.1:%[2]d;
+    root %[3]s;
+  }
+}
+`
+
+// NginxArgs writes an nginx config (master + 2 workers on 127.0.0.1:port,
+// serving www, with extra http-level directives such as keepalive settings)
+// into a temporary directory and returns the command line that runs it.
+func NginxArgs(t testing.TB, port int, www, extraHTTP string) []string {
+	t.Helper()
+	dir := t.TempDir()
+	conf := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(conf, []byte(fmt.Sprintf(nginxConf, dir, port, www, extraHTTP)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"nginx", "-p", dir, "-e", filepath.Join(dir, "error.log"), "-c", conf}
+}
