@@ -16,41 +16,25 @@ import (
 
 // startMemcached starts a real memcached on a free loopback port.
 func startMemcached(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("memcached"); err != nil {
-		t.Skipf("memcached not installed (make deps installs it): %v", err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	cmd := exec.Command("memcached", "-u", "root", "-t", "2", "-U", "0", "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-m", "64")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("memcached did not listen on %s", addr)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return startServer(t, "memcached", func(port string) []string {
+		return []string{"-u", "root", "-t", "2", "-U", "0", "-l", "127.0.0.1", "-p", port, "-m", "64"}
+	})
 }
 
 // startRedis starts a real redis-server on a free loopback port.
 func startRedis(t *testing.T) string {
+	return startServer(t, "redis-server", func(port string) []string {
+		return []string{"--port", port, "--bind", "127.0.0.1", "--save", "",
+			"--appendonly", "no", "--daemonize", "no", "--dir", t.TempDir()}
+	})
+}
+
+// startServer starts program with args(port) on a free loopback port,
+// killed when the test ends, and waits (at most 10 s) until it listens.
+func startServer(t *testing.T, program string, args func(port string) []string) string {
 	t.Helper()
-	if _, err := exec.LookPath("redis-server"); err != nil {
-		t.Skipf("redis-server not installed (make deps installs it): %v", err)
+	if _, err := exec.LookPath(program); err != nil {
+		t.Skipf("%s not installed (make deps installs it): %v", program, err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -58,8 +42,7 @@ func startRedis(t *testing.T) string {
 	}
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
-	cmd := exec.Command("redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "",
-		"--appendonly", "no", "--daemonize", "no", "--dir", t.TempDir())
+	cmd := exec.Command(program, args(strconv.Itoa(port))...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -73,7 +56,7 @@ func startRedis(t *testing.T) string {
 			return addr
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis did not listen on %s", addr)
+			t.Fatalf("%s did not listen on %s", program, addr)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

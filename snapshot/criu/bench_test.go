@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -32,21 +33,9 @@ func BenchmarkDumpRestore(b *testing.B) {
 }
 
 func benchDumpRestore(b *testing.B, bin string, mib int) {
-	base := b.TempDir()
-	if d := os.Getenv("FTL_BENCH_DIR"); d != "" {
-		var err error
-		if base, err = os.MkdirTemp(d, "criu-bench-"); err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { os.RemoveAll(base) })
-	}
-	state := filepath.Join(base, "state")
-	cmd := startSession(b, bin, strconv.Itoa(mib), state)
+	cmd, state := startHog(b, bin, mib)
+	base := filepath.Dir(state) // images go beside the state file
 	pid := cmd.Process.Pid
-	waitFor(b, "hog to fill its memory", func() bool {
-		s, err := os.ReadFile(state)
-		return err == nil && len(s) > 5 && string(s[:5]) == "ready"
-	})
 	sum0 := checksum(b, pid, state)
 
 	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
@@ -139,26 +128,13 @@ func BenchmarkDumpLeaveRunning(b *testing.B) {
 	bin := buildC(b, "hog")
 	for _, mib := range []int{64, 256} {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
-			base := b.TempDir()
-			if d := os.Getenv("FTL_BENCH_DIR"); d != "" {
-				var err error
-				if base, err = os.MkdirTemp(d, "criu-bench-"); err != nil {
-					b.Fatal(err)
-				}
-				b.Cleanup(func() { os.RemoveAll(base) })
-			}
-			state := filepath.Join(base, "state")
-			cmd := startSession(b, bin, strconv.Itoa(mib), state)
-			waitFor(b, "hog to fill its memory", func() bool {
-				s, err := os.ReadFile(state)
-				return err == nil && len(s) > 5 && string(s[:5]) == "ready"
-			})
+			cmd, state := startHog(b, bin, mib)
 			ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
 			defer cancel()
 			var frozen, memdump, memwrite time.Duration
 			b.ResetTimer()
 			for i := range b.N {
-				img := filepath.Join(base, fmt.Sprintf("img%d", i))
+				img := filepath.Join(filepath.Dir(state), fmt.Sprintf("img%d", i))
 				if err := Dump(ctx, DumpOptions{Pid: cmd.Process.Pid, Dir: img, LeaveRunning: true, LogLevel: 2}); err != nil {
 					b.Fatalf("Dump: %v", err)
 				}
@@ -184,4 +160,25 @@ func BenchmarkDumpLeaveRunning(b *testing.B) {
 			b.ReportMetric(ms(memwrite), "memwrite-ms")
 		})
 	}
+}
+
+// startHog starts the hog program filling mib MiB in its own session, its
+// state file in a temporary directory ($FTL_BENCH_DIR, e.g. a tmpfs, when
+// set), and waits until its memory is filled.
+func startHog(b *testing.B, bin string, mib int) (*exec.Cmd, string) {
+	base := b.TempDir()
+	if d := os.Getenv("FTL_BENCH_DIR"); d != "" {
+		var err error
+		if base, err = os.MkdirTemp(d, "criu-bench-"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(base) })
+	}
+	state := filepath.Join(base, "state")
+	cmd := startSession(b, bin, strconv.Itoa(mib), state)
+	waitFor(b, "hog to fill its memory", func() bool {
+		s, err := os.ReadFile(state)
+		return err == nil && len(s) > 5 && string(s[:5]) == "ready"
+	})
+	return cmd, state
 }
