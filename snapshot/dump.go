@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -211,7 +210,6 @@ func (d *dumper) freeze() error {
 			if err != nil {
 				return err
 			}
-			sort.Ints(ts)
 			for _, t := range ts {
 				if d.seized[t] != nil {
 					continue

@@ -7,9 +7,8 @@ import (
 	"io/fs"
 	"net/netip"
 	"os"
-	"sort"
-	"strconv"
 
+	"github.com/ftlinux/ftl/libos/procfs"
 	"github.com/ftlinux/ftl/snapshot/files"
 	"github.com/ftlinux/ftl/snapshot/image"
 	"github.com/ftlinux/ftl/snapshot/netlock"
@@ -56,20 +55,13 @@ func checkFiles(roots []int) error {
 
 // collectFiles records every fd of a frozen process.
 func (d *dumper) collectFiles(p *dproc) error {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid))
+	nums, err := procfs.Numbers(fmt.Sprintf("/proc/%d/fd", p.pid))
 	if errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("list fds: %w", ErrExited)
 	}
 	if err != nil {
 		return fmt.Errorf("list fds: %w", err)
 	}
-	var nums []int
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			nums = append(nums, n)
-		}
-	}
-	sort.Ints(nums)
 	for _, n := range nums {
 		fd, err := d.files.Add(p.pid, n)
 		if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ftlinux/ftl/libos/procfs"
 )
 
 // proc is one traced process: its /proc/PID/mem and the syscall gadget used
@@ -215,20 +217,11 @@ func ints(s string) []uint32 {
 
 // tasks lists the thread ids of pid.
 func tasks(pid int) ([]int, error) {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
-		}
-		return nil, err
+	ts, err := procfs.Numbers(fmt.Sprintf("/proc/%d/task", pid))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("process %d: %w", pid, ErrNoProcess)
 	}
-	var out []int
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, n)
-		}
-	}
-	return out, nil
+	return ts, err
 }
 
 // children lists the child processes of pid (all its threads).

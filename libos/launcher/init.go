@@ -312,7 +312,7 @@ func reap(mainPid int, sigc, chld chan os.Signal, say func(string, ...any)) {
 // liveOthers counts the processes of the namespace other than the init that
 // are not zombies.
 func liveOthers() int {
-	pids, err := listPids("/proc")
+	pids, err := procfs.Numbers("/proc")
 	if err != nil {
 		return 0
 	}

@@ -63,26 +63,11 @@ func nsPids(root string, pid int) ([]int, error) {
 	return nil, fmt.Errorf("no NSpid in %s/%d/status", root, pid)
 }
 
-// listPids returns the numeric entries of a proc mount.
-func listPids(root string) ([]int, error) {
-	ents, err := os.ReadDir(root)
-	if err != nil {
-		return nil, err
-	}
-	var out []int
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			out = append(out, n)
-		}
-	}
-	return out, nil
-}
-
 // nsMembers returns every process under proc mount root whose pid namespace
 // is pidNS, except the namespace's init; pids are those of root's namespace.
 // Processes that vanish while being read are skipped; zombies are kept.
 func nsMembers(root, pidNS string, initPid int) ([]Process, error) {
-	pids, err := listPids(root)
+	pids, err := procfs.Numbers(root)
 	if err != nil {
 		return nil, fmt.Errorf("list processes: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -65,4 +66,22 @@ func (s Stat) Dead() bool { return s.State == 'Z' || s.State == 'X' || s.State =
 func Alive(root string, pid int) bool {
 	st, err := ReadStat(root, pid)
 	return err == nil && !st.Dead()
+}
+
+// Numbers lists the numeric entries of a /proc directory in ascending
+// order: the pids of /proc, the tids of /proc/PID/task, the fds of
+// /proc/PID/fd. Other entries are skipped.
+func Numbers(dir string) ([]int, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out, nil
 }

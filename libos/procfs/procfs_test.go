@@ -59,3 +59,17 @@ func TestAliveZombie(t *testing.T) {
 		t.Errorf("reaped child still counts as alive")
 	}
 }
+
+func TestNumbers(t *testing.T) {
+	dir := t.TempDir()
+	for _, n := range []string{"12", "3", "self", "40", "x1"} {
+		os.Mkdir(filepath.Join(dir, n), 0o755)
+	}
+	got, err := Numbers(dir)
+	if err != nil || len(got) != 3 || got[0] != 3 || got[1] != 12 || got[2] != 40 {
+		t.Errorf("Numbers = %v, %v; want [3 12 40]", got, err)
+	}
+	if _, err := Numbers(filepath.Join(dir, "missing")); !os.IsNotExist(err) {
+		t.Errorf("Numbers of a missing dir: %v, want not-exist", err)
+	}
+}

@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ftlinux/ftl/libos/procfs"
 )
 
 // Check walks the fds of process pid and refuses, up front, every fd whose
@@ -17,17 +18,10 @@ import (
 // Whether a pipe's or socket's peer is inside the tree is only known once
 // every process is seen: Dumper.Pair checks that.
 func Check(pid int) error {
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	nums, err := procfs.Numbers(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
 		return fmt.Errorf("process %d: list fds: %w", pid, err)
 	}
-	var nums []int
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil {
-			nums = append(nums, n)
-		}
-	}
-	sort.Ints(nums)
 	pfd, err := unix.PidfdOpen(pid, 0)
 	if err != nil {
 		return fmt.Errorf("process %d: pidfd_open: %w", pid, err)
