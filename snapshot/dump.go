@@ -31,6 +31,9 @@ type DumpOptions struct {
 	Region       string // host path of the shim's region file, "" if none
 	LeaveRunning bool   // detach instead of killing after the image is on disk
 	Progress     func(done, total int64)
+	// FrozenCopy makes a LeaveRunning dump copy memory while the tree is
+	// frozen instead of from copy-on-write twins (twin.go).
+	FrozenCopy bool
 }
 
 // DumpStats reports what a dump did.
@@ -42,6 +45,11 @@ type DumpStats struct {
 	// Phases: seizing every task, reading process state, fds, memory, commit.
 	Seize, Collect, Files, Memory, Commit time.Duration
 	Dir                                   string
+	// Twins is the number of copy-on-write twins the private pages were
+	// copied from after the tree was let go (0: copied while frozen);
+	// Fork is the frozen time spent forking them.
+	Twins int
+	Fork  time.Duration
 	// Warnings name state the restore will drop by design (connections not
 	// yet accepted, queued datagrams, inotify events), per process and fd.
 	Warnings []string
@@ -61,6 +69,8 @@ type dproc struct {
 	threads []*dtask
 	img     *image.Process
 	fds     []files.FD
+	twin    *twin          // copy-on-write twin holding the frozen memory
+	early   map[int][]byte // pages of mappings the twin lacks, by mapping index
 }
 
 type dumper struct {
@@ -75,6 +85,10 @@ type dumper struct {
 	xsize     int
 	files     *files.Dumper
 	filesTime time.Duration
+	warnings  []string
+	released  bool
+	// page progress of the memory phases
+	pagesTotal, pagesDone int64
 }
 
 type sharedSrc struct {
@@ -108,7 +122,13 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 	}
 	d.w = w
 	st := &DumpStats{Dir: dir}
-	w.Prealloc(treeAnonRSS(o.Roots)) // before the freeze: fresh memory is slow to fault in
+	cow := o.LeaveRunning && !o.FrozenCopy
+	anon, shmem := treeRSS(o.Roots)
+	if cow {
+		w.Prealloc(shmem) // before the freeze: fresh memory is slow to fault in
+	} else {
+		w.Prealloc(anon + shmem)
+	}
 	frozenAt := time.Now()
 	err = d.freeze()
 	st.Seize = time.Since(frozenAt)
@@ -126,10 +146,33 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 		w.Pause() // compress after the tree runs again
 	}
 	if err == nil {
-		err = d.writeMemory()
+		d.countPages()
+		err = d.writeShared()
+	}
+	if err == nil && cow {
+		tf := time.Now()
+		err = d.forkTwins()
+		st.Fork = time.Since(tf)
+		if errors.Is(err, errTwin) {
+			d.warnings = append(d.warnings, fmt.Sprintf("%v; memory copied while frozen", err))
+			err = nil
+		}
+	}
+	if err == nil && !d.haveTwins() {
+		err = d.writePrivate()
 	}
 	st.Memory = time.Since(t0)
+	if err == nil && d.haveTwins() {
+		d.release(true)
+		st.Frozen = time.Since(frozenAt)
+		t0 = time.Now()
+		st.Twins = d.twinCount()
+		err = d.writePrivate()
+		st.Memory = time.Since(t0)
+		d.dropTwins(false)
+	}
 	if err != nil {
+		d.dropTwins(true)
 		d.files.KeepRepair(false)
 		d.release(true)
 		w.Abort()
@@ -137,7 +180,9 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 	}
 	if o.LeaveRunning {
 		d.release(true)
-		st.Frozen = time.Since(frozenAt)
+		if st.Frozen == 0 {
+			st.Frozen = time.Since(frozenAt)
+		}
 		w.Resume()
 	}
 	d.m.Created = time.Now().UnixNano()
@@ -180,6 +225,7 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 	}
 	st.Processes = len(d.procs)
 	st.Warnings = append(st.Warnings, d.files.Warnings()...)
+	st.Warnings = append(st.Warnings, d.warnings...)
 	st.Pages = d.m.PageBytes / pageSize
 	st.Total = time.Since(start)
 	return st, nil
@@ -215,31 +261,17 @@ func (d *dumper) freeze() error {
 					continue
 				}
 				found = true
-				if err := sys.Seize(t, 0); err != nil {
-					if err == unix.ESRCH {
-						continue
-					}
-					if gone(t) { // an exiting task refuses to be traced (EPERM)
-						return fmt.Errorf("task %d exited during the checkpoint: %w", t, ErrExited)
-					}
+				dt, err := seizeStop(t)
+				if err == unix.ESRCH {
+					continue
+				}
+				if err != nil && gone(t) { // an exiting task refuses to be traced (EPERM)
+					return fmt.Errorf("task %d exited during the checkpoint: %w", t, ErrExited)
+				}
+				if err != nil {
 					return fmt.Errorf("seize %d: %w", t, err)
 				}
-				dt := &dtask{tid: t}
 				d.seized[t] = dt
-				if err := unix.PtraceInterrupt(t); err != nil {
-					return fmt.Errorf("interrupt %d: %w", t, err)
-				}
-				ws, err := waitStop(t)
-				if err != nil {
-					return err
-				}
-				if ws.TrapCause() == 0 && ws.StopSignal() != unix.SIGTRAP && ws.StopSignal() != unix.SIGSTOP {
-					// A signal-delivery-stop: the signal is dequeued; keep it.
-					si, err := sys.GetSiginfo(t)
-					if err == nil {
-						dt.stolen, dt.stolenSI = int(ws.StopSignal()), si
-					}
-				}
 				if t == pid {
 					p.threads = append([]*dtask{dt}, p.threads...)
 				} else {
@@ -267,6 +299,10 @@ func (d *dumper) freeze() error {
 
 // release detaches every seized task, giving back stolen signals.
 func (d *dumper) release(detach bool) {
+	if d.released {
+		return
+	}
+	d.released = true
 	for _, p := range d.procs {
 		if p.mem != nil {
 			p.mem.Close()
@@ -751,25 +787,28 @@ func (d *dumper) sharedObject(p *dproc, ml mapsLine) (int, error) {
 	return len(d.m.Shared) - 1, nil
 }
 
-// writeMemory copies the page stream: shared objects, then each process.
-func (d *dumper) writeMemory() error {
-	var total, done int64
+// countPages sets the total of the memory phases' progress.
+func (d *dumper) countPages() {
 	for _, s := range d.m.Shared {
-		total += image.Pages(s.Extents)
+		d.pagesTotal += image.Pages(s.Extents)
 	}
 	for _, p := range d.procs {
 		for _, mp := range p.img.Mappings {
-			total += image.Pages(mp.Extents)
+			d.pagesTotal += image.Pages(mp.Extents)
 		}
 	}
+}
+
+func (d *dumper) progress(pages int64) {
+	d.pagesDone += pages
+	if d.o.Progress != nil {
+		d.o.Progress(d.pagesDone*pageSize, d.pagesTotal*pageSize)
+	}
+}
+
+// writeShared copies the shared objects, the head of the page stream.
+func (d *dumper) writeShared() error {
 	buf := make([]byte, 1<<20)
-	unix.Madvise(buf, unix.MADV_DONTFORK)
-	progress := func(n int64) {
-		done += n
-		if d.o.Progress != nil {
-			d.o.Progress(done*pageSize, total*pageSize)
-		}
-	}
 	for i, s := range d.m.Shared {
 		src := d.sharedSrc[i]
 		path := fmt.Sprintf("/proc/%d/map_files/%x-%x", src.pid, src.lo, src.hi)
@@ -794,22 +833,39 @@ func (d *dumper) writeMemory() error {
 					return err
 				}
 				off += n
-				progress(int64(n / pageSize))
+				d.progress(int64(n / pageSize))
 			}
 		}
 		f.Close()
 	}
+	return nil
+}
+
+// writePrivate copies each process's private pages, in mapping order:
+// from its twin when it has one, else from the (frozen) process.
+func (d *dumper) writePrivate() error {
 	for _, p := range d.procs {
-		for _, mp := range p.img.Mappings {
+		read := func(addr uint64, b []byte) error { return readRemote(p.pid, p.mem, addr, b) }
+		if p.twin != nil {
+			read = p.twin.read
+		}
+		for i, mp := range p.img.Mappings {
+			if b, ok := p.early[i]; ok {
+				if err := d.w.WritePages(b); err != nil {
+					return err
+				}
+				d.progress(int64(len(b) / pageSize))
+				continue
+			}
 			for _, e := range mp.Extents {
 				for off := uint64(0); off < uint64(e.Pages)*pageSize; {
 					b := d.w.Reserve(int(uint64(e.Pages)*pageSize - off))
-					if err := readRemote(p, e.Addr+off, b); err != nil {
+					if err := read(e.Addr+off, b); err != nil {
 						return fmt.Errorf("process %d: read %x: %w", p.pid, e.Addr+off, err)
 					}
 					d.w.Commit1(len(b))
 					off += uint64(len(b))
-					progress(int64(len(b) / pageSize))
+					d.progress(int64(len(b) / pageSize))
 				}
 			}
 		}
@@ -817,14 +873,32 @@ func (d *dumper) writeMemory() error {
 	return nil
 }
 
+func (d *dumper) haveTwins() bool { return d.twinCount() > 0 }
+
+func (d *dumper) twinCount() int {
+	n := 0
+	for _, p := range d.procs {
+		if p.twin != nil {
+			n++
+		}
+	}
+	return n
+}
+
 // readRemote reads target memory with process_vm_readv, falling back to
 // /proc/PID/mem (which also reads PROT_NONE pages).
-func readRemote(p *dproc, addr uint64, b []byte) error {
-	n, err := unix.ProcessVMReadv(p.pid, []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}, []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}, 0)
+func readRemote(pid int, mem *os.File, addr uint64, b []byte) error {
+	n, err := unix.ProcessVMReadv(pid, []unix.Iovec{{Base: &b[0], Len: uint64(len(b))}}, []unix.RemoteIovec{{Base: uintptr(addr), Len: len(b)}}, 0)
 	if err == nil && n == len(b) {
 		return nil
 	}
-	if _, err := p.mem.ReadAt(b, int64(addr)); err != nil {
+	return readMem(mem, addr, b)
+}
+
+// readMem reads through /proc/PID/mem; a range the kernel cannot read
+// (EIO, EFAULT) reads as zeros.
+func readMem(mem *os.File, addr uint64, b []byte) error {
+	if _, err := mem.ReadAt(b, int64(addr)); err != nil {
 		if errors.Is(err, unix.EIO) || errors.Is(err, unix.EFAULT) {
 			clear(b)
 			return nil
@@ -847,10 +921,9 @@ func tracef(format string, args ...any) func(step string) {
 	}
 }
 
-// treeAnonRSS estimates the bytes a dump of the tree will copy: the
-// anonymous and shared-memory resident sizes of every process.
-func treeAnonRSS(roots []int) int64 {
-	var total int64
+// treeRSS estimates the bytes a dump of the tree will copy: the
+// anonymous and the shared-memory resident sizes of its processes.
+func treeRSS(roots []int) (anon, shmem int64) {
 	seen := map[int]bool{}
 	var walk func(pid int)
 	walk = func(pid int) {
@@ -859,11 +932,11 @@ func treeAnonRSS(roots []int) int64 {
 		}
 		seen[pid] = true
 		if st, err := statusFields(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-			for _, k := range []string{"RssAnon", "RssShmem"} {
+			for k, sum := range map[string]*int64{"RssAnon": &anon, "RssShmem": &shmem} {
 				f := strings.Fields(st[k])
 				if len(f) > 0 {
 					kb, _ := strconv.ParseInt(f[0], 10, 64)
-					total += kb << 10
+					*sum += kb << 10
 				}
 			}
 		}
@@ -874,7 +947,7 @@ func treeAnonRSS(roots []int) int64 {
 	for _, r := range roots {
 		walk(r)
 	}
-	return total
+	return anon, shmem
 }
 
 // gone reports whether task tid has exited or is exiting (dead or zombie).

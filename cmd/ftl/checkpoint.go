@@ -33,7 +33,10 @@ at PID with --pid) at one instant, write an image of it and print the image
 directory as the last line of stdout.
 
 Without --leave-running the tree is killed once the image is safely on
-disk. The default directory is $FTL_HOME/images/NAME/N, N counting
+disk. With --leave-running it is frozen only while its state is read and a
+copy-on-write twin of each process is forked (a few tens of milliseconds
+for a GiB); the memory is then copied from the twins while the tree runs
+on, and the twins are removed before the command returns. The default directory is $FTL_HOME/images/NAME/N, N counting
 generations 1, 2, 3, ...; with --pid NAME is pid-PID.
 
 --engine criu drives a CRIU >= 4.2 instead of ftl's own engine, for trees
@@ -114,9 +117,16 @@ given with --pid (see docs/criu.md); ftl restore recognises its images.`,
 				time.Sleep(5 * time.Millisecond)
 			}
 		}
-		fmt.Fprintf(os.Stderr, "ftl: %d processes, %d threads, %d pages; frozen %v (seize %v, state %v, fds %v, memory %v, commit %v), total %v\n",
-			st.Processes, st.Threads, st.Pages, st.Frozen.Round(10000), st.Seize.Round(10000), st.Collect.Round(10000),
-			st.Files.Round(10000), st.Memory.Round(10000), st.Commit.Round(10000), st.Total.Round(10000))
+		r := func(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+		if st.Twins > 0 {
+			fmt.Fprintf(os.Stderr, "ftl: %d processes, %d threads, %d pages; frozen %v (seize %v, state %v, fds %v, fork %v); memory copied from %d copy-on-write twin(s) after in %v; commit %v, total %v\n",
+				st.Processes, st.Threads, st.Pages, r(st.Frozen), r(st.Seize), r(st.Collect), r(st.Files), r(st.Fork),
+				st.Twins, r(st.Memory), r(st.Commit), r(st.Total))
+		} else {
+			fmt.Fprintf(os.Stderr, "ftl: %d processes, %d threads, %d pages; frozen %v (seize %v, state %v, fds %v, memory %v, commit %v), total %v\n",
+				st.Processes, st.Threads, st.Pages, r(st.Frozen), r(st.Seize), r(st.Collect),
+				r(st.Files), r(st.Memory), r(st.Commit), r(st.Total))
+		}
 		for _, w := range st.Warnings {
 			fmt.Fprintf(os.Stderr, "ftl: warning: %s\n", w)
 		}
