@@ -559,6 +559,9 @@ func (d *dumper) collectInjected(p *dproc, stf map[string]string) error {
 				IntervalSec: v[0], IntervalUsec: v[1], ValueSec: v[2], ValueUsec: v[3]})
 		}
 	}
+	if err := collectPosixTimers(p); err != nil {
+		return err
+	}
 	brk, err := p.sysc(lead, unix.SYS_BRK, 0)
 	if err != nil {
 		return fmt.Errorf("brk: %w", err)

@@ -1,7 +1,6 @@
 package snapshot
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -141,23 +140,4 @@ func tcpConns(descs []files.Desc) []netlock.Conn {
 		}
 	}
 	return out
-}
-
-// checkPosixTimers refuses a process with timer_create timers: the engine
-// cannot restore them yet, and losing them silently would break the program.
-func checkPosixTimers(pid int) error {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/timers", pid))
-	if err != nil {
-		return nil // no such file on kernels without CONFIG_CHECKPOINT_RESTORE; the process may be gone (caught later)
-	}
-	n := 0
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte("ID:")) {
-			n++
-		}
-	}
-	if n > 0 {
-		return fmt.Errorf("process %d has %d POSIX timer(s) (timer_create): %w", pid, n, ErrUnsupported)
-	}
-	return nil
 }

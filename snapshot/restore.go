@@ -917,6 +917,9 @@ func (r *restorer) finishProcess(rp *rproc) error {
 			return fmt.Errorf("setitimer(%d): %w", it.Which, err)
 		}
 	}
+	if err := restorePosixTimers(rp); err != nil {
+		return err
+	}
 	// Credentials last: after them the stub may lose its privileges.
 	cr := ip.Creds
 	if cr.Uid != 0 || cr.Euid != 0 || cr.Suid != 0 || cr.Gid != 0 || cr.Egid != 0 || cr.Sgid != 0 || len(cr.Groups) > 0 {

@@ -100,7 +100,8 @@ type Process struct {
 	Sigactions           []Sigaction
 	Pending              [][]byte // shared (process-wide) queued siginfos
 	Rlimits              []Rlimit
-	Itimers              []Itimer `msgpack:",omitempty"` // armed setitimer timers
+	Itimers              []Itimer     `msgpack:",omitempty"` // armed setitimer timers
+	PosixTimers          []PosixTimer `msgpack:",omitempty"` // timer_create timers
 	Creds                Creds
 	FDs                  msgpack.RawMessage // []files.FD, owned by snapshot/files
 	Personality          uint64
@@ -184,6 +185,21 @@ type Itimer struct {
 	Which                     int
 	IntervalSec, IntervalUsec int64
 	ValueSec, ValueUsec       int64
+}
+
+// PosixTimer is one timer_create timer as /proc/PID/timers and
+// timer_gettime showed it at the dump. A Value and Interval of zero is a
+// disarmed timer; the value is what was left, restarted at the restore.
+type PosixTimer struct {
+	ID     int    // the kernel's timer id, recreated as is
+	Clock  int    // clockid as given to timer_create (a CPU-time clock encodes a pid)
+	Notify int    // sigev_notify: SIGEV_SIGNAL 0, SIGEV_NONE 1, SIGEV_THREAD 2, |SIGEV_THREAD_ID 4
+	Signo  int    // sigev_signo
+	Value  uint64 // sigev_value
+	Tid    int    // notified thread (namespace tid) with SIGEV_THREAD_ID, else 0
+
+	IntervalSec, IntervalNsec int64
+	ValueSec, ValueNsec       int64
 }
 
 type Rlimit struct {

@@ -7,7 +7,10 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // writeImage writes an image whose page stream is data.
@@ -152,4 +155,71 @@ func TestAbortLeavesNothing(t *testing.T) {
 	if len(ents) != 0 {
 		t.Fatalf("abort left %v", ents)
 	}
+}
+
+// TestPosixTimersField: timer_create timers round-trip through a manifest,
+// and the field is optional both ways: a process without timers encodes no
+// PosixTimers key (what readers older than the field saw), and a manifest
+// written before the field existed decodes with none.
+func TestPosixTimersField(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	timers := []PosixTimer{
+		{ID: 0, Clock: 1, Notify: 0, Signo: 36, Value: 0x5eed, IntervalNsec: 20000000, ValueNsec: 1234567},
+		{ID: 2, Clock: 0, Notify: 4, Signo: 37, Value: 0x7a11, Tid: 3, ValueSec: 3599, ValueNsec: 999},
+		{ID: 7, Clock: -6, Notify: 1},
+	}
+	if err := w.Commit(&Manifest{Processes: []Process{{Pid: 2, PosixTimers: timers}, {Pid: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.Processes[0].PosixTimers; !reflect.DeepEqual(got, timers) {
+		t.Errorf("timers after the round trip: %+v, want %+v", got, timers)
+	}
+	if got := m.Processes[1].PosixTimers; got != nil {
+		t.Errorf("process without timers decoded with %+v", got)
+	}
+
+	b, err := msgpack.Marshal(&Process{Pid: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("PosixTimers")) {
+		t.Errorf("a process without timers encodes a PosixTimers key")
+	}
+	type oldProcess struct { // Process as written before the field
+		Pid, PPid int
+		Comm      string
+		Itimers   []Itimer `msgpack:",omitempty"`
+	}
+	b, err = msgpack.Marshal(&oldProcess{Pid: 5, Comm: "old", Itimers: []Itimer{{Which: 0, ValueSec: 1}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p Process
+	if err := msgpack.Unmarshal(b, &p); err != nil {
+		t.Fatalf("decode an old process: %v", err)
+	}
+	if p.Pid != 5 || p.Comm != "old" || len(p.Itimers) != 1 || p.PosixTimers != nil {
+		t.Errorf("old process decoded as %+v", p)
+	}
+	var old oldProcess
+	if err := msgpack.Unmarshal(mustMarshal(t, &Process{Pid: 6, PosixTimers: timers}), &old); err != nil || old.Pid != 6 {
+		t.Errorf("an old reader cannot skip the field: %+v %v", old, err)
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
