@@ -39,6 +39,9 @@ func checkFiles(roots []int) error {
 	for _, r := range roots {
 		walk(r)
 	}
+	if err := precheck(pids); err != nil { // tracers, seccomp, io_uring maps: precheck.go
+		return err
+	}
 	for _, pid := range pids {
 		if err := checkPosixTimers(pid); err != nil {
 			return err

@@ -268,7 +268,7 @@ func (r *restorer) run() (*Restored, error) {
 	tr("threads and registers")
 	if m.NetLock != "" {
 		// Every socket of the image exists again: let the peers through.
-		if err := netlock.Unlock(m.NetLock); err != nil {
+		if _, err := netlock.Unlock(m.NetLock); err != nil {
 			r.warn(fmt.Sprintf("network lock %s: %v", m.NetLock, err))
 		}
 	}

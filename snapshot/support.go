@@ -42,6 +42,9 @@ var Table = []Support{
 	{"shim region", Supported, "contents saved; the new run's region file is filled and mapped at the old address"},
 	{"interval timers", Supported, "ITIMER_REAL/VIRTUAL/PROF read with getitimer and re-armed with setitimer inside the target (the remaining time restarts at the restore)"},
 	{"POSIX timers", Partly, "timer_create timers: id, clock, signal, sigev_value and notify mode (signal, none, thread id) from /proc/PID/timers, remaining time and interval from timer_gettime injected into the target; recreated with their ids (PR_TIMER_CREATE_RESTORE_IDS, Linux >= 6.15; refused up front without it) and re-armed relative (the remaining time restarts at the restore, TIMER_ABSTIME timers become relative); a pending timer signal comes back with the pending signals, the overrun count is lost; a per-thread CPU-clock timer of a multi-threaded process is refused unless it notifies a thread (taken as its clock's thread), and one on another process's CPU clock is refused"},
-	{"ptraced processes, seccomp filters, io_uring, namespaces inside the tree", Refused, "not saved"},
+	{"ptraced processes", Refused, "checked up front (precheck.go): a thread with a TracerPid (debugger, strace, another checkpoint) makes the checkpoint fail before the freeze, naming the process and the tracer"},
+	{"seccomp", Refused, "checked up front per thread: strict mode, or a filter beyond those ftl itself runs under (inherited ones come back by inheritance), makes the checkpoint fail before the freeze: filters cannot be re-installed yet"},
+	{"io_uring", Refused, "checked up front: an io_uring fd (fd layer) or a mapping of its rings left after the fd was closed makes the checkpoint fail before the freeze; a ring with neither (NO_MMAP + registered ring fd) is not detected"},
+	{"namespaces inside the tree", Refused, "not saved"},
 	{"incremental images", Partly, "the format has Parent and per-extent Parent flags; this version writes full images and refuses to restore incremental ones"},
 }

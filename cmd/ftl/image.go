@@ -13,6 +13,7 @@ import (
 
 	"github.com/ftlinux/ftl/snapshot"
 	"github.com/ftlinux/ftl/snapshot/image"
+	"github.com/ftlinux/ftl/snapshot/netlock"
 )
 
 var imageCmd = &cobra.Command{
@@ -28,8 +29,10 @@ var imageInspectCmd = &cobra.Command{
 	Use:   "inspect DIR [--json]",
 	Short: "show what an image holds",
 	Long: `Show an image's format version, parent image, processes, threads, mappings,
-file descriptors by kind and sizes. The image is checked whole first
-(checksums of the manifest and of every page chunk).`,
+file descriptors by kind and sizes, and whether its network lock (the
+iptables rules holding its TCP connections until the restore) is still
+installed. The image is checked whole first (checksums of the manifest and
+of every page chunk).`,
 	Args: usageArgs(cobra.ExactArgs(1)),
 	RunE: func(_ *cobra.Command, args []string) error {
 		if cm, ok := isCRIUImage(args[0]); ok {
@@ -40,6 +43,7 @@ file descriptors by kind and sizes. The image is checked whole first
 			return fmt.Errorf("inspect %s: %w", args[0], err)
 		}
 		info := summarize(args[0], m)
+		info.NetLock = lockStatus(m.NetLock)
 		if inspectJSON {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "  ")
@@ -65,8 +69,32 @@ type imageInfo struct {
 	Chunks        int            `json:"chunks"`
 	SharedObjects int            `json:"shared_objects"`
 	FDKinds       map[string]int `json:"fds_by_kind"`
+	NetLock       lockInfo       `json:"net_lock"`
 	Processes     []procInfo     `json:"processes"`
 	Warnings      []string       `json:"warnings,omitempty"`
+}
+
+// lockInfo is the state of an image's network lock (snapshot/netlock) as
+// iptables shows it now.
+type lockInfo struct {
+	Tag    string `json:"tag"`    // "" when the image has no lock
+	Locked bool   `json:"locked"` // some of its rules are installed
+	Rules  int    `json:"rules"`  // how many
+	Error  string `json:"error,omitempty"`
+}
+
+// lockStatus asks iptables whether the lock tag is installed.
+func lockStatus(tag string) lockInfo {
+	li := lockInfo{Tag: tag}
+	if tag == "" {
+		return li
+	}
+	n, err := netlock.Installed(tag)
+	li.Rules, li.Locked = n, n > 0
+	if err != nil {
+		li.Error = err.Error()
+	}
+	return li
 }
 
 type procInfo struct {
@@ -141,7 +169,17 @@ func printSummary(info imageInfo) {
 		kinds = append(kinds, fmt.Sprintf("%s=%d", k, n))
 	}
 	sort.Strings(kinds)
-	fmt.Printf("fds        %s\n\n", strings.Join(kinds, " "))
+	fmt.Printf("fds        %s\n", strings.Join(kinds, " "))
+	switch l := info.NetLock; {
+	case l.Tag == "":
+		fmt.Printf("net lock   none\n\n")
+	case l.Error != "":
+		fmt.Printf("net lock   %s: unknown (%s)\n\n", netlock.Comment(l.Tag), l.Error)
+	case l.Locked:
+		fmt.Printf("net lock   %s: locked, %d iptables rule(s) installed (ftl restore or ftl image unlock removes them)\n\n", netlock.Comment(l.Tag), l.Rules)
+	default:
+		fmt.Printf("net lock   %s: released (no rule left)\n\n", netlock.Comment(l.Tag))
+	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "PID\tPPID\tPGID\tSID\tCOMM\tTHREADS\tMAPPINGS\tPAGES\tFDS")
 	for _, p := range info.Processes {
@@ -151,6 +189,55 @@ func printSummary(info imageInfo) {
 	for _, w := range info.Warnings {
 		fmt.Printf("warning: %s\n", w)
 	}
+}
+
+var imageUnlockCmd = &cobra.Command{
+	Use:   "unlock DIR",
+	Short: "remove the network lock of an image that will not be restored",
+	Long: `A checkpoint that kills its tree (ftl checkpoint NAME without
+--leave-running) holds the tree's established TCP connections quiet until
+the restore: one iptables rule per connection (INPUT chain, comment
+ftl-lock:TAG) drops the peers' packets, so they retransmit instead of
+getting a reset, and ftl restore removes the rules. An image that is never
+restored leaves the rules in place, and the peers hang until their own
+timeouts.
+
+ftl image unlock removes the image's rules and prints how many it removed.
+The peers' next packets then meet no socket on this host: they get resets
+and their connections end. A restore of the image afterwards still brings
+the processes back, but peers that sent anything meanwhile have reset
+their connections.
+
+An image without a lock (taken with --leave-running, or with no TCP
+connection) or whose lock is already gone (restored, or unlocked before)
+is reported as such, with exit status 0. Only the manifest is read: an
+image whose page store is damaged can still be unlocked.`,
+	Example: `  ftl image unlock $FTL_HOME/images/redis/1`,
+	Args:    usageArgs(cobra.ExactArgs(1)),
+	RunE: func(_ *cobra.Command, args []string) error {
+		dir := args[0]
+		if _, ok := isCRIUImage(dir); ok {
+			return fmt.Errorf("unlock %s: a CRIU image: its network lock is CRIU's own (removed by its restore), not ftl's: %w", dir, image.ErrNotImage)
+		}
+		m, err := image.ReadManifest(dir)
+		if err != nil {
+			return fmt.Errorf("unlock %s: %w", dir, err)
+		}
+		if m.NetLock == "" {
+			fmt.Printf("image %s has no network lock (taken with --leave-running or without TCP connections): nothing to remove\n", dir)
+			return nil
+		}
+		n, err := netlock.Unlock(m.NetLock)
+		if err != nil {
+			return fmt.Errorf("unlock %s: removed %d rule(s) of network lock %s: %w", dir, n, netlock.Comment(m.NetLock), err)
+		}
+		if n == 0 {
+			fmt.Printf("image %s: network lock %s is already gone (restored, or unlocked before): nothing removed\n", dir, netlock.Comment(m.NetLock))
+			return nil
+		}
+		fmt.Printf("image %s: removed %d iptables rule(s) of network lock %s; the peers of its connections now get resets\n", dir, n, netlock.Comment(m.NetLock))
+		return nil
+	},
 }
 
 func sizeStr(n int64) string {
@@ -167,6 +254,6 @@ func sizeStr(n int64) string {
 
 func init() {
 	imageInspectCmd.Flags().BoolVar(&inspectJSON, "json", false, "print JSON")
-	imageCmd.AddCommand(imageInspectCmd)
+	imageCmd.AddCommand(imageInspectCmd, imageUnlockCmd)
 	rootCmd.AddCommand(imageCmd)
 }
