@@ -20,9 +20,11 @@ import (
 )
 
 // BenchmarkCheckpoint measures, against resident size: the freeze of a
-// --leave-running dump, dump throughput (raw bytes copied per second in its
-// memory phase, before compression, which runs after the tree resumes),
-// the time of a full dump that kills the tree, and restore time;
+// --leave-running dump through copy-on-write twins and the rate of the
+// copy from the twins afterwards (freeze-ms, twin-MiB/s); the freeze of
+// one that copies while frozen and its copy rate (freeze-copying-ms,
+// copy-MiB/s: raw bytes before compression, which runs after the tree
+// resumes); the time of a full dump that kills the tree; restore time;
 // beside memcpy bandwidth measured in the same run. Sizes in MiB come from
 // FTL_BENCH_SIZES (default "64"; e.g. "64,256,1024,4096").
 //
@@ -55,24 +57,25 @@ func BenchmarkCheckpoint(b *testing.B) {
 	})
 	for _, mib := range sizes {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
-			var freeze, memory, dump, restore time.Duration
+			var freeze, twinCopy, frozen, frozenCopy, dump, restore time.Duration
 			for i := 0; i < b.N; i++ {
-				f, m, d, r := checkpointOnce(b, bin, mib)
-				freeze += f
-				memory += m
+				f, tc, fr, fc, d, r := checkpointOnce(b, bin, mib)
+				freeze, twinCopy, frozen, frozenCopy = freeze+f, twinCopy+tc, frozen+fr, frozenCopy+fc
 				dump += d
 				restore += r
 			}
 			n := float64(b.N)
 			b.ReportMetric(freeze.Seconds()*1000/n, "freeze-ms")
-			b.ReportMetric(float64(mib)/(memory.Seconds()/n), "dump-MiB/s")
+			b.ReportMetric(float64(mib)/(twinCopy.Seconds()/n), "twin-MiB/s")
+			b.ReportMetric(frozen.Seconds()*1000/n, "freeze-copying-ms")
+			b.ReportMetric(float64(mib)/(frozenCopy.Seconds()/n), "copy-MiB/s")
 			b.ReportMetric(dump.Seconds()*1000/n, "dump-ms")
 			b.ReportMetric(restore.Seconds()*1000/n, "restore-ms")
 		})
 	}
 }
 
-func checkpointOnce(b *testing.B, bin string, mib int) (freeze, memory, dump, restore time.Duration) {
+func checkpointOnce(b *testing.B, bin string, mib int) (freeze, twinCopy, frozen, frozenCopy, dump, restore time.Duration) {
 	b.StopTimer()
 	cmd := exec.Command(bin, strconv.Itoa(mib))
 	out, _ := cmd.StdoutPipe()
@@ -86,12 +89,36 @@ func checkpointOnce(b *testing.B, bin string, mib int) (freeze, memory, dump, re
 	}
 	dir := b.TempDir()
 	b.StartTimer()
-	st, err := Dump(filepath.Join(dir, "live"), DumpOptions{Roots: []int{pid}, LeaveRunning: true})
-	if err != nil {
-		b.Fatalf("dump --leave-running: %v", err)
+	tw, fr := liveDumps(b, pid, dir)
+	freeze, twinCopy, frozen, frozenCopy = tw.Frozen, tw.Memory, fr.Frozen, fr.Memory
+	var root int
+	dump, restore, root = dumpKillRestore(b, cmd, dir)
+	unix.Kill(root, unix.SIGKILL)
+	reapTasks([]int{root}, 5*time.Second)
+	return
+}
+
+// liveDumps makes two --leave-running dumps of pid: through copy-on-write
+// twins, then copying while frozen.
+func liveDumps(b *testing.B, pid int, dir string) (twin, frozen *DumpStats) {
+	for _, fc := range []bool{false, true} {
+		st, err := Dump(filepath.Join(dir, fmt.Sprint("live-", fc)), DumpOptions{Roots: []int{pid}, LeaveRunning: true, FrozenCopy: fc})
+		if err != nil {
+			b.Fatalf("dump --leave-running (frozen copy %v): %v", fc, err)
+		}
+		if fc {
+			frozen = st
+		} else {
+			twin = st
+		}
 	}
-	freeze, memory = st.Frozen, st.Memory
-	st, err = Dump(filepath.Join(dir, "img"), DumpOptions{Roots: []int{pid}})
+	return twin, frozen
+}
+
+// dumpKillRestore dumps cmd's process to dir/img (killing it), reaps it and
+// restores the image; the timer stops after the restore.
+func dumpKillRestore(b *testing.B, cmd *exec.Cmd, dir string) (dump, restore time.Duration, root int) {
+	st, err := Dump(filepath.Join(dir, "img"), DumpOptions{Roots: []int{cmd.Process.Pid}})
 	if err != nil {
 		b.Fatalf("dump: %v", err)
 	}
@@ -104,9 +131,7 @@ func checkpointOnce(b *testing.B, bin string, mib int) (freeze, memory, dump, re
 	}
 	restore = time.Since(t0)
 	b.StopTimer()
-	unix.Kill(res.Root, unix.SIGKILL)
-	reapTasks([]int{res.Root}, 5*time.Second)
-	return
+	return dump, restore, res.Root
 }
 
 // BenchmarkCheckpointMemcached is the bar program: memcached -t 4
@@ -240,33 +265,13 @@ func memcachedOnce(b *testing.B, mib int) (twin, frozen, dump, restore time.Dura
 	defer func() { unix.Kill(pid, unix.SIGKILL); cmd.Wait() }()
 	dir := b.TempDir()
 	b.StartTimer()
-	for _, fc := range []bool{false, true} {
-		st, err := Dump(filepath.Join(dir, fmt.Sprint("live", fc)), DumpOptions{Roots: []int{pid}, LeaveRunning: true, FrozenCopy: fc})
-		if err != nil {
-			b.Fatalf("dump --leave-running: %v", err)
-		}
-		if fc {
-			frozen = st.Frozen
-		} else {
-			twin = st.Frozen
-		}
-	}
-	st, err := Dump(filepath.Join(dir, "img"), DumpOptions{Roots: []int{pid}})
-	if err != nil {
-		b.Fatalf("dump: %v", err)
-	}
-	dump = st.Total
-	cmd.Wait()
-	t0 := time.Now()
-	res, err := Restore(filepath.Join(dir, "img"), RestoreOptions{})
-	if err != nil {
-		b.Fatalf("restore: %v", err)
-	}
-	restore = time.Since(t0)
-	b.StopTimer()
+	tw, fr := liveDumps(b, pid, dir)
+	twin, frozen = tw.Frozen, fr.Frozen
+	var root int
+	dump, restore, root = dumpKillRestore(b, cmd, dir)
 	defer func() {
-		unix.Kill(res.Root, unix.SIGKILL)
-		reapTasks([]int{res.Root}, 5*time.Second)
+		unix.Kill(root, unix.SIGKILL)
+		reapTasks([]int{root}, 5*time.Second)
 	}()
 	memcachedCheck(b, port, keys)
 	return

@@ -37,6 +37,21 @@ func buildC(t testing.TB, name string) string {
 	return bin
 }
 
+// startStateProgram builds and starts testdata/NAME.c with the path of
+// its state file (in a fresh temporary directory) as its argument; the
+// process is killed when the test ends.
+func startStateProgram(t *testing.T, name string) (*exec.Cmd, string) {
+	t.Helper()
+	bin := buildC(t, name)
+	out := filepath.Join(t.TempDir(), "state")
+	cmd := exec.Command(bin, out)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Kill(cmd.Process.Pid, unix.SIGKILL); cmd.Wait() })
+	return cmd, out
+}
+
 // readCounter returns pid and count from the counter's file.
 func readCounter(path string) (pid int, n int64, check int, err error) {
 	b, err := os.ReadFile(path)
@@ -61,15 +76,9 @@ func waitFor(ctx context.Context, what string, f func() bool) error {
 func TestDumpRestoreCounterSamePid(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bin := buildC(t, "counter")
-	dir := t.TempDir()
-	out := filepath.Join(dir, "count")
-	cmd := exec.Command(bin, out)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startStateProgram(t, "counter")
+	dir := filepath.Dir(out)
 	pid := cmd.Process.Pid
-	defer unix.Kill(pid, unix.SIGKILL)
 	var before int64
 	if err := waitFor(ctx, "counter to reach 5", func() bool {
 		_, n, _, err := readCounter(out)
@@ -132,15 +141,9 @@ func readMT(path string) (mtState, error) {
 func TestDumpRestoreThreadsAndSharedChild(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	bin := buildC(t, "mt")
-	dir := t.TempDir()
-	out := filepath.Join(dir, "state")
-	cmd := exec.Command(bin, out)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startStateProgram(t, "mt")
+	dir := filepath.Dir(out)
 	pid := cmd.Process.Pid
-	defer unix.Kill(pid, unix.SIGKILL)
 	var s0 mtState
 	if err := waitFor(ctx, "mt to run", func() bool {
 		s, err := readMT(out)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -37,15 +36,9 @@ func readCow(path string) (cowState, error) {
 func TestLeaveRunningCopyOnWrite(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	bin := buildC(t, "cow")
-	dir := t.TempDir()
-	out := filepath.Join(dir, "state")
-	cmd := exec.Command(bin, out)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, out := startStateProgram(t, "cow")
+	dir := filepath.Dir(out)
 	pid := cmd.Process.Pid
-	defer func() { unix.Kill(pid, unix.SIGKILL); cmd.Wait() }()
 	progress := func(what string, min int64) cowState {
 		t.Helper()
 		var s cowState
