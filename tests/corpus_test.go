@@ -19,7 +19,9 @@ import (
 // The corpus: tests/corpus/NAME.c, one kind of process state each (see
 // the protocol in corpus/fdcorpus.h). Every program runs twice: natively
 // (the control: it must PASS untouched) and under ftl, checkpointed,
-// killed and restored before it checks its own state.
+// killed and restored before it checks its own state — once by a
+// checkpoint that kills the tree, once by a --leave-running checkpoint
+// (memory copied from copy-on-write twins) followed by `ftl kill`.
 
 // corpusPrograms lists tests/corpus/*.c.
 func corpusPrograms(t *testing.T) []string {
@@ -74,7 +76,8 @@ func TestCorpus(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			bin := buildCorpus(t, name)
 			t.Run("native", func(t *testing.T) { corpusNative(t, name, bin) })
-			t.Run("restored", func(t *testing.T) { corpusRestored(t, name, bin) })
+			t.Run("restored", func(t *testing.T) { corpusRestored(t, name, bin, false) })
+			t.Run("restored-leave-running", func(t *testing.T) { corpusRestored(t, name, bin, true) })
 		})
 	}
 }
@@ -158,9 +161,10 @@ func runHostPid(t *testing.T, name string, nspid int, logPath string) int {
 	return 0
 }
 
-// corpusRestored: ftl run --detach, READY, checkpoint (kills the tree),
-// restore --detach, SIGUSR2 to the restored program, PASS.
-func corpusRestored(t *testing.T, name, bin string) {
+// corpusRestored: ftl run --detach, READY, checkpoint (kills the tree; or
+// --leave-running, then ftl kill), restore --detach, SIGUSR2 to the
+// restored program, PASS.
+func corpusRestored(t *testing.T, name, bin string, leave bool) {
 	home := testenv.Home(t)
 	run := "c-" + name
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -171,15 +175,26 @@ func corpusRestored(t *testing.T, name, bin string) {
 		t.Fatalf("no READY in %s: %v: %q", logPath, err, out)
 	}
 	img := filepath.Join(t.TempDir(), "img")
-	r := testenv.Ftl(t, 60*time.Second, "checkpoint", run, "--dir", img)
+	args := []string{"checkpoint", run, "--dir", img}
+	if leave {
+		args = append(args, "--leave-running")
+	}
+	r := testenv.Ftl(t, 60*time.Second, args...)
 	if r.Code != 0 {
-		t.Fatalf("ftl checkpoint: %s", r)
+		t.Fatalf("ftl %s: %s", strings.Join(args, " "), r)
+	}
+	if leave && !strings.Contains(r.Stderr, "copy-on-write twin") {
+		t.Fatalf("ftl %s did not copy from twins: %s", strings.Join(args, " "), r)
 	}
 	lines := strings.Split(strings.TrimSpace(r.Stdout), "\n")
 	if lines[len(lines)-1] != img {
 		t.Fatalf("checkpoint printed %q, want the image directory %s last", r.Stdout, img)
 	}
-	if ps := testenv.Ftl(t, 20*time.Second, "ps", run); ps.Code == 0 {
+	if leave {
+		if k := testenv.Ftl(t, 20*time.Second, "kill", run); k.Code != 0 {
+			t.Fatalf("ftl kill %s after --leave-running: %s", run, k)
+		}
+	} else if ps := testenv.Ftl(t, 20*time.Second, "ps", run); ps.Code == 0 {
 		t.Fatalf("run %s still listed after checkpoint without --leave-running: %s", run, ps)
 	}
 	r = testenv.Ftl(t, 60*time.Second, "restore", "--detach", "--name", run, img)
