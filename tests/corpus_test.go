@@ -66,6 +66,14 @@ func corpusVerdict(out, name string) (done bool, pass bool, line string) {
 	return false, false, ""
 }
 
+// writesFilesOn lists the programs that go on changing files after the
+// checkpoint: an image left running is restored after the original wrote
+// on, and file contents are not in the image (docs/snapshot.md), so they
+// only take the checkpoint that kills the tree.
+var writesFilesOn = map[string]string{
+	"sqlite": "commits a transaction every millisecond to its database file",
+}
+
 func TestCorpus(t *testing.T) {
 	testenv.NeedRoot(t)
 	testenv.NeedBinaries(t)
@@ -77,7 +85,9 @@ func TestCorpus(t *testing.T) {
 			bin := buildCorpus(t, name)
 			t.Run("native", func(t *testing.T) { corpusNative(t, name, bin) })
 			t.Run("restored", func(t *testing.T) { corpusRestored(t, name, bin, false) })
-			t.Run("restored-leave-running", func(t *testing.T) { corpusRestored(t, name, bin, true) })
+			if _, ok := writesFilesOn[name]; !ok {
+				t.Run("restored-leave-running", func(t *testing.T) { corpusRestored(t, name, bin, true) })
+			}
 		})
 	}
 }
