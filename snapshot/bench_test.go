@@ -2,20 +2,14 @@ package snapshot
 
 import (
 	"bufio"
-	"bytes"
-	"encoding/binary"
 	"fmt"
-	"io"
-	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ftlinux/ftl/snapshot/internal/mcfill"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,17 +24,7 @@ import (
 //
 //	go test -run XXX -bench Checkpoint -benchtime 3x ./snapshot/
 func BenchmarkCheckpoint(b *testing.B) {
-	sizes := []int{64}
-	if s := os.Getenv("FTL_BENCH_SIZES"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				b.Fatalf("FTL_BENCH_SIZES: %v", err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := mcfill.Sizes(b, "FTL_BENCH_SIZES", []int{64})
 	bin := buildC(b, "fill")
 	b.Run("memcpy", func(b *testing.B) {
 		src := make([]byte, 256<<20)
@@ -98,10 +82,12 @@ func checkpointOnce(b *testing.B, bin string, mib int) (freeze, twinCopy, frozen
 	return
 }
 
-// liveDumps makes two --leave-running dumps of pid: through copy-on-write
-// twins, then copying while frozen.
+// liveDumps makes two --leave-running dumps of pid: copying while frozen,
+// then through copy-on-write twins. (In this order: after a twin, the
+// first process_vm_readv of each page not written since takes a fault that
+// makes the page exclusive again, which slows a frozen copy down.)
 func liveDumps(b *testing.B, pid int, dir string) (twin, frozen *DumpStats) {
-	for _, fc := range []bool{false, true} {
+	for _, fc := range []bool{true, false} {
 		st, err := Dump(filepath.Join(dir, fmt.Sprint("live-", fc)), DumpOptions{Roots: []int{pid}, LeaveRunning: true, FrozenCopy: fc})
 		if err != nil {
 			b.Fatalf("dump --leave-running (frozen copy %v): %v", fc, err)
@@ -146,17 +132,7 @@ func BenchmarkCheckpointMemcached(b *testing.B) {
 		b.Skip("memcached not installed")
 	}
 	buildC(b, "fill") // root and gcc checks
-	sizes := []int{1024}
-	if s := os.Getenv("FTL_BENCH_MEMCACHED"); s != "" {
-		sizes = nil
-		for _, f := range strings.Split(s, ",") {
-			n, err := strconv.Atoi(strings.TrimSpace(f))
-			if err != nil {
-				b.Fatalf("FTL_BENCH_MEMCACHED: %v", err)
-			}
-			sizes = append(sizes, n)
-		}
-	}
+	sizes := mcfill.Sizes(b, "FTL_BENCH_MEMCACHED", []int{1024})
 	for _, mib := range sizes {
 		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
 			var twin, frozen, dump, restore time.Duration
@@ -173,95 +149,10 @@ func BenchmarkCheckpointMemcached(b *testing.B) {
 	}
 }
 
-const mcValue = 4000
-
-func mcValueOf(i int) []byte {
-	v := make([]byte, mcValue)
-	x := uint64(i)*2654435761 + 1
-	for j := 0; j < mcValue/2; j += 8 {
-		x ^= x << 13
-		x ^= x >> 7
-		x ^= x << 17
-		binary.LittleEndian.PutUint64(v[j:], x)
-	}
-	for j := mcValue / 2; j < mcValue; j++ {
-		v[j] = "the quick brown fox jumps over the lazy dog "[j%44]
-	}
-	return v
-}
-
-// memcachedFill starts memcached on a free port and stores about mib MiB
-// of values (pipelined, noreply); it returns the process and key count.
-func memcachedFill(b *testing.B, mib int) (*exec.Cmd, int, int) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
-	// An fd this process inherited without CLOEXEC would reach memcached
-	// as a pipe to outside its tree, which the dump refuses.
-	unix.CloseRange(3, ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
-	cmd := exec.Command("memcached", "-u", "root", "-t", "4", "-U", "0", "-l", "127.0.0.1", "-p", strconv.Itoa(port), "-m", strconv.Itoa(mib*5/4+64))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	var c net.Conn
-	for i := 0; i < 200; i++ {
-		if c, err = net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err != nil {
-		unix.Kill(cmd.Process.Pid, unix.SIGKILL)
-		cmd.Wait()
-		b.Fatalf("memcached does not answer: %v", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Minute))
-	keys := mib << 20 / (mcValue + 100)
-	w := bufio.NewWriterSize(c, 1<<20)
-	for i := 0; i < keys; i++ {
-		fmt.Fprintf(w, "set k%d 0 0 %d noreply\r\n", i, mcValue)
-		w.Write(mcValueOf(i))
-		w.WriteString("\r\n")
-	}
-	w.WriteString("version\r\n")
-	w.Flush()
-	if line, err := bufio.NewReader(c).ReadString('\n'); err != nil || !strings.HasPrefix(line, "VERSION") {
-		b.Fatalf("fill memcached: %q %v", line, err)
-	}
-	return cmd, port, keys
-}
-
-// memcachedCheck reads back every 997th key.
-func memcachedCheck(b *testing.B, port, keys int) {
-	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		b.Fatalf("restored memcached: %v", err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(time.Minute))
-	r := bufio.NewReader(c)
-	for i := 0; i < keys; i += 997 {
-		fmt.Fprintf(c, "get k%d\r\n", i)
-		head, err := r.ReadString('\n')
-		if err != nil || !strings.HasPrefix(head, "VALUE ") {
-			b.Fatalf("get k%d after restore: %q %v", i, head, err)
-		}
-		v := make([]byte, mcValue+len("\r\nEND\r\n"))
-		if _, err := io.ReadFull(r, v); err != nil || !bytes.Equal(v[:mcValue], mcValueOf(i)) {
-			b.Fatalf("k%d differs after restore (%v)", i, err)
-		}
-	}
-}
-
 func memcachedOnce(b *testing.B, mib int) (twin, frozen, dump, restore time.Duration) {
 	b.StopTimer()
-	cmd, port, keys := memcachedFill(b, mib)
-	pid := cmd.Process.Pid
+	mc := mcfill.Start(b, mib)
+	cmd, pid := mc.Cmd, mc.Cmd.Process.Pid
 	defer func() { unix.Kill(pid, unix.SIGKILL); cmd.Wait() }()
 	dir := b.TempDir()
 	b.StartTimer()
@@ -273,6 +164,6 @@ func memcachedOnce(b *testing.B, mib int) (twin, frozen, dump, restore time.Dura
 		unix.Kill(root, unix.SIGKILL)
 		reapTasks([]int{root}, 5*time.Second)
 	}()
-	memcachedCheck(b, port, keys)
+	mc.Check(b)
 	return
 }

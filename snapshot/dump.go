@@ -123,12 +123,9 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 	d.w = w
 	st := &DumpStats{Dir: dir}
 	cow := o.LeaveRunning && !o.FrozenCopy
-	anon, shmem := treeRSS(o.Roots)
-	if cow {
-		w.Prealloc(shmem) // before the freeze: fresh memory is slow to fault in
-	} else {
-		w.Prealloc(anon + shmem)
-	}
+	// Before the freeze: fresh memory is slow to fault in, and a twin lives
+	// (making the tree pay for copy-on-write) only as long as the copy.
+	w.Prealloc(treeRSS(o.Roots))
 	frozenAt := time.Now()
 	err = d.freeze()
 	st.Seize = time.Since(frozenAt)
@@ -925,8 +922,9 @@ func tracef(format string, args ...any) func(step string) {
 }
 
 // treeRSS estimates the bytes a dump of the tree will copy: the
-// anonymous and the shared-memory resident sizes of its processes.
-func treeRSS(roots []int) (anon, shmem int64) {
+// anonymous and shared-memory resident sizes of its processes.
+func treeRSS(roots []int) int64 {
+	var total int64
 	seen := map[int]bool{}
 	var walk func(pid int)
 	walk = func(pid int) {
@@ -935,11 +933,11 @@ func treeRSS(roots []int) (anon, shmem int64) {
 		}
 		seen[pid] = true
 		if st, err := statusFields(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-			for k, sum := range map[string]*int64{"RssAnon": &anon, "RssShmem": &shmem} {
+			for _, k := range []string{"RssAnon", "RssShmem"} {
 				f := strings.Fields(st[k])
 				if len(f) > 0 {
 					kb, _ := strconv.ParseInt(f[0], 10, 64)
-					*sum += kb << 10
+					total += kb << 10
 				}
 			}
 		}
@@ -950,7 +948,7 @@ func treeRSS(roots []int) (anon, shmem int64) {
 	for _, r := range roots {
 		walk(r)
 	}
-	return anon, shmem
+	return total
 }
 
 // gone reports whether task tid has exited or is exiting (dead or zombie).

@@ -673,7 +673,10 @@ func (r *restorer) restoreProcess(rp *rproc) error {
 	}
 	rp.sysc(lead, unix.SYS_CLOSE, pfd)
 	rp.pidfd = hi
-	// 4. Every mapping, then its pages.
+	// 4. Every mapping, then its pages (written by a pool while the next
+	// ones are read and mapped; all are in before step 5).
+	pw := newPageWriter(2 * runtime.NumCPU())
+	defer pw.close()
 	for _, mp := range ip.Mappings {
 		if err := r.mapOne(rp, &mp); err != nil {
 			return fmt.Errorf("mapping %x-%x %s: %w", mp.Start, mp.End, mp.Name, err)
@@ -691,16 +694,18 @@ func (r *restorer) restoreProcess(rp *rproc) error {
 				}
 				t1 := time.Now()
 				r.readTime += t1.Sub(t0)
-				err = writeRemote(rp, mp.Prot, e.Addr+off, b)
-				r.writeTime += time.Since(t1)
-				if err != nil {
-					return fmt.Errorf("write pages at %x: %w", e.Addr+off, err)
-				}
+				pw.write(rp, mp.Prot, e.Addr+off, b)
+				r.writeTime += time.Since(t1) // blocked on the writers
 				off += n
 				r.progress(int64(n))
 			}
 		}
 	}
+	t0 := time.Now()
+	if err := pw.wait(); err != nil {
+		return err
+	}
+	r.writeTime += time.Since(t0)
 	// 5. mm: code/data/brk/stack/args/env/auxv and the exe link.
 	if err := r.setMM(rp); err != nil {
 		r.warn(fmt.Sprintf("process %d: PR_SET_MM_MAP: %v", pid, err))

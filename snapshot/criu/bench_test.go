@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftlinux/ftl/snapshot/internal/mcfill"
 	"golang.org/x/sys/unix"
 )
 
@@ -181,4 +182,77 @@ func startHog(b *testing.B, bin string, mib int) (*exec.Cmd, string) {
 		return err == nil && len(s) > 5 && string(s[:5]) == "ready"
 	})
 	return cmd, state
+}
+
+// BenchmarkMemcached runs CRIU on the bar program, the way
+// snapshot's BenchmarkCheckpointMemcached runs ftl's engine: memcached
+// -t 4 holding N MiB (FTL_BENCH_MEMCACHED, default "1024"); per
+// iteration a --leave-running dump (frozen-ms), a dump that kills it and
+// the restore; a sample of keys is read back.
+//
+//	go test -run '^$' -bench Memcached -benchtime 2x ./snapshot/criu/
+func BenchmarkMemcached(b *testing.B) {
+	needCRIU(b)
+	if _, err := exec.LookPath("memcached"); err != nil {
+		b.Skip("memcached not installed")
+	}
+	for _, mib := range mcfill.Sizes(b, "FTL_BENCH_MEMCACHED", []int{1024}) {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			var frozen, dump, restore time.Duration
+			for i := 0; i < b.N; i++ {
+				f, d, r := criuMemcachedOnce(b, mib)
+				frozen, dump, restore = frozen+f, dump+d, restore+r
+			}
+			n := float64(b.N)
+			ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) / n }
+			b.ReportMetric(ms(frozen), "frozen-ms")
+			b.ReportMetric(ms(dump), "dump-ms")
+			b.ReportMetric(ms(restore), "restore-ms")
+		})
+	}
+}
+
+func criuMemcachedOnce(b *testing.B, mib int) (frozen, dump, restore time.Duration) {
+	b.StopTimer()
+	mc := mcfill.Start(b, mib)
+	pid := mc.Cmd.Process.Pid
+	killed := false
+	defer func() {
+		if !killed {
+			unix.Kill(pid, unix.SIGKILL)
+			mc.Cmd.Wait()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Minute)
+	defer cancel()
+	dir := b.TempDir()
+	b.StartTimer()
+	live := filepath.Join(dir, "live")
+	if err := Dump(ctx, DumpOptions{Pid: pid, Dir: live, LeaveRunning: true, LogLevel: 2}); err != nil {
+		b.Fatalf("Dump --leave-running: %v", err)
+	}
+	st, err := ReadDumpStats(live)
+	if err != nil {
+		b.Fatal(err)
+	}
+	frozen = st.Frozen
+	os.RemoveAll(live)
+	img := filepath.Join(dir, "img")
+	t0 := time.Now()
+	if err := Dump(ctx, DumpOptions{Pid: pid, Dir: img, LogLevel: 2}); err != nil {
+		b.Fatalf("Dump: %v", err)
+	}
+	dump = time.Since(t0)
+	reapKilled(b, mc.Cmd)
+	killed = true
+	t0 = time.Now()
+	got, err := Restore(ctx, RestoreOptions{Dir: img, LogLevel: 2})
+	if err != nil {
+		b.Fatalf("Restore: %v", err)
+	}
+	restore = time.Since(t0)
+	b.StopTimer()
+	defer killRestored(b, got)
+	mc.Check(b)
+	return frozen, dump, restore
 }

@@ -23,7 +23,6 @@ type PageReader struct {
 	i     int
 	cur   []byte
 	pos   int
-	spare []byte
 }
 
 type chunkResult struct {
@@ -102,18 +101,16 @@ func (r *PageReader) decode(dec *zstd.Decoder, i int) chunkResult {
 	return chunkResult{raw: raw}
 }
 
-// Next returns the next n raw bytes of the stream; the slice is valid until
-// the next call. n may span chunks, then the bytes are copied.
+// Next returns the next n raw bytes of the stream. n may span chunks, then
+// the bytes are copied. The reader never reuses a slice it returned, so a
+// caller may hand it to other goroutines.
 func (r *PageReader) Next(n int) ([]byte, error) {
 	if r.pos+n <= len(r.cur) {
 		b := r.cur[r.pos : r.pos+n]
 		r.pos += n
 		return b, nil
 	}
-	out := r.spare[:0]
-	if cap(out) < n {
-		out = make([]byte, 0, n)
-	}
+	out := make([]byte, 0, n)
 	for len(out) < n {
 		if r.pos == len(r.cur) {
 			if err := r.load(); err != nil {
@@ -124,7 +121,6 @@ func (r *PageReader) Next(n int) ([]byte, error) {
 		out = append(out, r.cur[r.pos:r.pos+k]...)
 		r.pos += k
 	}
-	r.spare = out
 	return out, nil
 }
 

@@ -1,0 +1,66 @@
+package snapshot
+
+import (
+	"fmt"
+	"sync"
+)
+
+// pageWriter writes restored pages into a target from several goroutines
+// at once: the cost of a restore's page phase is the page faults of fresh
+// memory (allocate, zero, copy: ~2 GB/s on one core here), and faults of
+// different pages run in parallel. process_vm_writev and /proc/PID/mem
+// need no ptrace stop, so any thread may write.
+//
+// The buffers handed to write must stay untouched until wait returns (the
+// image's page reader never reuses what it returned).
+type pageWriter struct {
+	jobs chan pageJob
+	wg   sync.WaitGroup // outstanding jobs
+	mu   sync.Mutex
+	err  error
+}
+
+type pageJob struct {
+	rp   *rproc
+	prot uint32
+	addr uint64
+	b    []byte
+}
+
+func newPageWriter(workers int) *pageWriter {
+	w := &pageWriter{jobs: make(chan pageJob, 2*workers)}
+	for i := 0; i < workers; i++ {
+		go w.run()
+	}
+	return w
+}
+
+func (w *pageWriter) run() {
+	for j := range w.jobs {
+		if err := writeRemote(j.rp, j.prot, j.addr, j.b); err != nil {
+			w.mu.Lock()
+			if w.err == nil {
+				w.err = fmt.Errorf("write pages at %x: %w", j.addr, err)
+			}
+			w.mu.Unlock()
+		}
+		w.wg.Done()
+	}
+}
+
+// write queues b for addr in rp (blocking while the workers are busy).
+func (w *pageWriter) write(rp *rproc, prot uint32, addr uint64, b []byte) {
+	w.wg.Add(1)
+	w.jobs <- pageJob{rp, prot, addr, b}
+}
+
+// wait returns once every queued write is done, with the first error.
+func (w *pageWriter) wait() error {
+	w.wg.Wait()
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err
+}
+
+// close stops the workers; nothing may be queued afterwards.
+func (w *pageWriter) close() { close(w.jobs) }
