@@ -849,6 +849,7 @@ func (d *dumper) writePrivate() error {
 		if p.twin != nil {
 			read = p.twin.read
 		}
+		read = inHalves(read)
 		for i, mp := range p.img.Mappings {
 			if b, ok := p.early[i]; ok {
 				if err := d.w.WritePages(b); err != nil {
@@ -883,6 +884,22 @@ func (d *dumper) twinCount() int {
 		}
 	}
 	return n
+}
+
+// inHalves makes a reader that reads a large range in two halves at once,
+// one per core here: a copy of one range runs at ~4 GiB/s (twins) to
+// ~7 GiB/s (process_vm_readv), well below memory bandwidth.
+func inHalves(read func(addr uint64, b []byte) error) func(addr uint64, b []byte) error {
+	return func(addr uint64, b []byte) error {
+		if len(b) < 1<<20 {
+			return read(addr, b)
+		}
+		h := len(b) / 2 &^ (pageSize - 1)
+		errc := make(chan error, 1)
+		go func() { errc <- read(addr+uint64(h), b[h:]) }()
+		err := read(addr, b[:h])
+		return errors.Join(err, <-errc)
+	}
 }
 
 // readRemote reads target memory with process_vm_readv, falling back to

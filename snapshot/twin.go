@@ -39,23 +39,11 @@ type twin struct {
 	mem   *os.File
 }
 
-// read copies the twin's memory at addr into b through /proc/PID/mem, in
-// two halves at once when b is large. Never process_vm_readv: it pins
-// pages, and pinning a page shared copy-on-write unshares it — each read
-// would copy the page inside the twin (12 us a page here, and the memory
-// twice).
+// read copies the twin's memory at addr into b through /proc/PID/mem.
+// Never process_vm_readv: it pins pages, and pinning a page shared
+// copy-on-write unshares it — each read would copy the page inside the
+// twin (12 us a page here, and the memory twice).
 func (tw *twin) read(addr uint64, b []byte) error {
-	if len(b) < 1<<20 {
-		return tw.readAt(addr, b)
-	}
-	h := len(b) / 2 &^ (pageSize - 1)
-	errc := make(chan error, 1)
-	go func() { errc <- tw.readAt(addr+uint64(h), b[h:]) }()
-	err := tw.readAt(addr, b[:h])
-	return errors.Join(err, <-errc)
-}
-
-func (tw *twin) readAt(addr uint64, b []byte) error {
 	if err := readMem(tw.mem, addr, b); err != nil {
 		return fmt.Errorf("twin %d: %w", tw.pid, err)
 	}
