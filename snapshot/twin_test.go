@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -86,5 +88,84 @@ func TestLeaveRunningCopyOnWrite(t *testing.T) {
 		progress("restored cow ("+mode+") to go on", s.passes+2)
 		unix.Kill(res.Root, unix.SIGKILL)
 		reapTasks([]int{res.Root}, 5*time.Second)
+	}
+}
+
+// pidsCgroup puts pid in a new pids cgroup allowing max tasks (v1
+// hierarchy at /sys/fs/cgroup/pids, or v2 with the pids controller); the
+// process goes back to the root and the cgroup is removed at cleanup.
+func pidsCgroup(t *testing.T, pid, max int) {
+	t.Helper()
+	root := "/sys/fs/cgroup/pids"
+	if _, err := os.Stat(filepath.Join(root, "cgroup.procs")); err != nil {
+		root = "/sys/fs/cgroup"
+		if b, err := os.ReadFile(filepath.Join(root, "cgroup.subtree_control")); err != nil || !strings.Contains(string(b), "pids") {
+			t.Skip("no pids cgroup controller on this host (neither v1 /sys/fs/cgroup/pids nor v2 with pids enabled)")
+		}
+	}
+	dir, err := os.MkdirTemp(root, "ftl-test-")
+	if err != nil {
+		t.Skipf("cannot create a pids cgroup: %v", err)
+	}
+	t.Cleanup(func() {
+		os.WriteFile(filepath.Join(root, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		os.Remove(dir)
+	})
+	if err := os.WriteFile(filepath.Join(dir, "pids.max"), []byte(strconv.Itoa(max)), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTwinForkFailsFallsBack: where the twin cannot be forked (a pids
+// cgroup at its limit), the --leave-running dump copies while frozen,
+// says so in a warning, and the image restores consistent.
+func TestTwinForkFailsFallsBack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd, out := startStateProgram(t, "cow")
+	pid := cmd.Process.Pid
+	if err := waitFor(ctx, "cow to run", func() bool { s, err := readCow(out); return err == nil && s.passes >= 2 }); err != nil {
+		t.Fatal(err)
+	}
+	pidsCgroup(t, pid, 2) // main thread and writer: no room for a twin
+	img := filepath.Join(filepath.Dir(out), "img")
+	st, err := Dump(img, DumpOptions{Roots: []int{pid}, LeaveRunning: true})
+	if err != nil {
+		t.Fatalf("dump: %v", err)
+	}
+	if st.Twins != 0 || len(st.Warnings) != 1 || !strings.Contains(st.Warnings[0], "copy-on-write twin") || !strings.Contains(st.Warnings[0], "copied while frozen") {
+		t.Fatalf("twins %d, warnings %q; want none and one warning about the frozen copy", st.Twins, st.Warnings)
+	}
+	t.Logf("warning: %s", st.Warnings[0])
+	if c := children(pid); len(c) != 0 {
+		t.Fatalf("the program has children %v after the dump", c)
+	}
+	unix.Kill(pid, unix.SIGKILL)
+	cmd.Wait()
+	res, err := Restore(img, RestoreOptions{})
+	if err != nil {
+		t.Fatalf("restore: %v", err)
+	}
+	defer func() { unix.Kill(res.Root, unix.SIGKILL); reapTasks([]int{res.Root}, 5*time.Second) }()
+	os.Remove(out)
+	var s cowState
+	if err := waitFor(ctx, "restored cow to do two passes", func() bool {
+		s, err = readCow(out)
+		return err == nil && s.passes >= 2 && s.pid == pid
+	}); err != nil {
+		t.Fatal(err)
+	}
+	first := s.passes
+	if err := waitFor(ctx, "restored cow to go on", func() bool {
+		s, err = readCow(out)
+		return err == nil && s.passes >= first+2
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if s.errors != 0 || s.dontfork != 1 || s.wipeonfork != 1 {
+		t.Fatalf("restored program reports %+v", s)
 	}
 }
