@@ -71,6 +71,7 @@ type dproc struct {
 	fds     []files.FD
 	twin    *twin          // copy-on-write twin holding the frozen memory
 	early   map[int][]byte // pages of mappings the twin lacks, by mapping index
+	vm      vmState        // madvise/mlock/mseal flags (vmflags.go)
 }
 
 type dumper struct {
@@ -155,6 +156,9 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 			err = nil
 		}
 	}
+	if err == nil {
+		err = d.frozenVmFlags()
+	}
 	if err == nil && !d.haveTwins() {
 		err = d.writePrivate()
 	}
@@ -165,6 +169,9 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 		t0 = time.Now()
 		st.Twins = d.twinCount()
 		err = d.writePrivate()
+		if err == nil {
+			err = d.twinVmFlags()
+		}
 		st.Memory = time.Since(t0)
 		d.dropTwins(false)
 	}

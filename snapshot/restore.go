@@ -706,6 +706,10 @@ func (r *restorer) restoreProcess(rp *rproc) error {
 		return err
 	}
 	r.writeTime += time.Since(t0)
+	// 4b. madvise flags, mlock, mseal of every mapping (vmflags.go).
+	if err := r.applyVmFlags(rp); err != nil {
+		return err
+	}
 	// 5. mm: code/data/brk/stack/args/env/auxv and the exe link.
 	if err := r.setMM(rp); err != nil {
 		r.warn(fmt.Sprintf("process %d: PR_SET_MM_MAP: %v", pid, err))

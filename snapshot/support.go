@@ -33,6 +33,7 @@ var Table = []Support{
 	{"credentials", Partly, "uids, gids and groups (setresuid/setresgid/setgroups per thread); capability sets are what the uid change leaves"},
 	{"cwd, root, umask, personality", Supported, "chdir/chroot/umask/personality injected"},
 	{"mm fields, auxv, exe link", Supported, "PR_SET_MM_MAP (start/end of code, data, brk, stack, args, env, auxv, exe_fd)"},
+	{"madvise, mlock and mseal flags of mappings", Partly, "per VMA from smaps VmFlags (vmflags.go: vmFlagTable), set again once the pages are in: DONTFORK, WIPEONFORK, HUGEPAGE, NOHUGEPAGE, DONTDUMP, MERGEABLE, SEQUENTIAL, RANDOM (madvise), mlock/mlock2 ONFAULT (a failure, e.g. RLIMIT_MEMLOCK, is a warning; huge-page and KSM advice refused by the kernel too), mseal last; not kept: mlockall(MCL_FUTURE) (no /proc file shows it: later mappings are not locked), MADV_GUARD_INSTALL guard regions, userfaultfd registrations"},
 	{"vDSO", Supported, "[vvar] [vvar_vclock] [vdso] moved together with mremap to the image's address; a different vDSO (another kernel) is refused"},
 	{"private anonymous memory", Supported, "present and swapped pages (pagemap); heap, stacks, guard pages (PROT_NONE) kept"},
 	{"private file mappings", Supported, "file reopened by path and mapped; only pages that differ from the file (copied on write) are saved"},

@@ -145,6 +145,9 @@ func (d *dumper) copyEarly(p *dproc) error {
 	}
 	defer pm.Close()
 	for i, mp := range p.img.Mappings {
+		if !starts[mp.Start] && flaggable(mp.Kind) {
+			p.vm.noteMissing(i) // MADV_DONTFORK (vmflags.go)
+		}
 		if len(mp.Extents) == 0 {
 			continue
 		}

@@ -154,6 +154,14 @@ type Mapping struct {
 	Object     int    // index in Manifest.Shared for KindShared, else -1
 	GrowsDown  bool
 	Extents    []Extent // private pages saved in the page stream
+	// Madvise are the per-VMA flags of /proc/PID/smaps "VmFlags:" that
+	// the restore sets again, by name: "dontfork", "wipeonfork",
+	// "hugepage", "nohugepage", "dontdump", "mergeable", "sequential",
+	// "random" (madvise), "locked", "lockonfault" (mlock, mlock2) and
+	// "sealed" (mseal). Names, not bits, so that a reader meeting a name
+	// it does not know can say which. Absent in images written before the
+	// field (decoded as none).
+	Madvise []string `msgpack:",omitempty"`
 }
 
 // Extent is a run of pages. For a mapping Addr is a virtual address; for a

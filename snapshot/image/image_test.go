@@ -223,3 +223,54 @@ func mustMarshal(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// TestMadviseField: a mapping's madvise flags round-trip through a
+// manifest, a mapping without flags encodes no Madvise key, and a mapping
+// written before the field existed decodes with none.
+func TestMadviseField(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "img")
+	w, err := Create(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flags := []string{"dontfork", "wipeonfork", "locked"}
+	maps := []Mapping{
+		{Start: 0x1000, End: 0x3000, Kind: KindAnon, Object: -1, Madvise: flags},
+		{Start: 0x3000, End: 0x4000, Kind: KindAnon, Object: -1},
+	}
+	if err := w.Commit(&Manifest{Processes: []Process{{Pid: 2, Mappings: maps}}}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.Processes[0].Mappings
+	if len(got) != 2 || !reflect.DeepEqual(got[0].Madvise, flags) {
+		t.Errorf("flags after the round trip: %+v, want %v on the first", got, flags)
+	}
+	if len(got) == 2 && got[1].Madvise != nil {
+		t.Errorf("mapping without flags decoded with %v", got[1].Madvise)
+	}
+	if b := mustMarshal(t, &Mapping{Start: 0x1000, End: 0x2000}); bytes.Contains(b, []byte("Madvise")) {
+		t.Errorf("a mapping without flags encodes a Madvise key")
+	}
+	type oldMapping struct { // Mapping as written before the field
+		Start, End uint64
+		Prot       uint32
+		Kind       string
+		Object     int
+		Extents    []Extent
+	}
+	var mp Mapping
+	if err := msgpack.Unmarshal(mustMarshal(t, &oldMapping{Start: 0x5000, End: 0x6000, Kind: KindAnon, Object: -1, Extents: []Extent{{Addr: 0x5000, Pages: 1}}}), &mp); err != nil {
+		t.Fatalf("decode an old mapping: %v", err)
+	}
+	if mp.Start != 0x5000 || mp.End != 0x6000 || len(mp.Extents) != 1 || mp.Madvise != nil {
+		t.Errorf("old mapping decoded as %+v", mp)
+	}
+	var old oldMapping
+	if err := msgpack.Unmarshal(mustMarshal(t, &Mapping{Start: 0x7000, End: 0x8000, Madvise: flags}), &old); err != nil || old.Start != 0x7000 {
+		t.Errorf("an old reader cannot skip the field: %+v %v", old, err)
+	}
+}
