@@ -558,7 +558,9 @@ func (d *dumper) collectInjected(p *dproc, stf map[string]string) error {
 		}
 		var v [4]int64 // it_interval {sec, usec}, it_value {sec, usec}
 		p.mem.ReadAt(sys.Bytes(&v), int64(sc))
-		if v[2] != 0 || v[3] != 0 {
+		// A periodic ITIMER_REAL whose SIGALRM is pending reads as value 0
+		// (it is re-armed when the signal is dequeued): keep it too.
+		if v[0] != 0 || v[1] != 0 || v[2] != 0 || v[3] != 0 {
 			p.img.Itimers = append(p.img.Itimers, image.Itimer{Which: which,
 				IntervalSec: v[0], IntervalUsec: v[1], ValueSec: v[2], ValueUsec: v[3]})
 		}

@@ -921,6 +921,12 @@ func (r *restorer) finishProcess(rp *rproc) error {
 	}
 	for _, it := range ip.Itimers {
 		v := [4]int64{it.IntervalSec, it.IntervalUsec, it.ValueSec, it.ValueUsec}
+		if v[2] == 0 && v[3] == 0 {
+			// Fired with its signal still pending at the dump: the kernel
+			// would have re-armed it when the signal was taken; the signal
+			// comes back with the pending ones, the timer with one interval.
+			v[2], v[3] = v[0], v[1]
+		}
 		rp.mem.WriteAt(sys.Bytes(&v), int64(sc))
 		if _, err := rp.sysc(lead, unix.SYS_SETITIMER, uint64(it.Which), sc, 0); err != nil {
 			return fmt.Errorf("setitimer(%d): %w", it.Which, err)
