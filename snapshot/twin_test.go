@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -27,6 +28,18 @@ func readCow(path string) (cowState, error) {
 	}
 	_, err = fmt.Sscanf(string(b), "%d %d %d %d %d", &s.pid, &s.passes, &s.errors, &s.dontfork, &s.wipeonfork)
 	return s, err
+}
+
+// startCow starts testdata/cow.c and waits for its first pass.
+func startCow(t *testing.T) (*exec.Cmd, string) {
+	t.Helper()
+	cmd, out := startStateProgram(t, "cow")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := waitFor(ctx, "cow to run", func() bool { s, err := readCow(out); return err == nil && s.passes >= 1 }); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, out
 }
 
 // TestLeaveRunningCopyOnWrite checkpoints a program that rewrites its
@@ -125,11 +138,8 @@ func pidsCgroup(t *testing.T, pid, max int) {
 func TestTwinForkFailsFallsBack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd, out := startStateProgram(t, "cow")
+	cmd, out := startCow(t)
 	pid := cmd.Process.Pid
-	if err := waitFor(ctx, "cow to run", func() bool { s, err := readCow(out); return err == nil && s.passes >= 2 }); err != nil {
-		t.Fatal(err)
-	}
 	pidsCgroup(t, pid, 2) // main thread and writer: no room for a twin
 	img := filepath.Join(filepath.Dir(out), "img")
 	st, err := Dump(img, DumpOptions{Roots: []int{pid}, LeaveRunning: true})

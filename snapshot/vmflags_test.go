@@ -54,13 +54,8 @@ VmFlags: rd wr mr mw me sr rr nh mg uw
 // frozen process: both images must carry the same flags on every
 // mapping, with dontfork and wipeonfork on the program's two regions.
 func TestVmFlagsTwinAndFrozen(t *testing.T) {
-	cmd, out := startStateProgram(t, "cow")
+	cmd, _ := startCow(t)
 	pid := cmd.Process.Pid
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := waitFor(ctx, "cow to run", func() bool { s, err := readCow(out); return err == nil && s.passes >= 1 }); err != nil {
-		t.Fatal(err)
-	}
 	flags := map[string][]image.Mapping{}
 	for _, mode := range []string{"twin", "frozen"} {
 		img := filepath.Join(t.TempDir(), mode)
@@ -105,13 +100,10 @@ func TestVmFlagsTwinAndFrozen(t *testing.T) {
 // restores: the unknown name is a warning, not a failure, and the
 // restored process's smaps shows dc and wf on the two regions again.
 func TestVmFlagsRestore(t *testing.T) {
-	cmd, out := startStateProgram(t, "cow")
+	cmd, out := startCow(t)
 	pid := cmd.Process.Pid
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := waitFor(ctx, "cow to run", func() bool { s, err := readCow(out); return err == nil && s.passes >= 1 }); err != nil {
-		t.Fatal(err)
-	}
 	img := filepath.Join(t.TempDir(), "img")
 	if _, err := Dump(img, DumpOptions{Roots: []int{pid}}); err != nil {
 		t.Fatalf("dump: %v", err)

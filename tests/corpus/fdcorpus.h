@@ -7,10 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static volatile sig_atomic_t corpus_go;
 static const char *corpus_name;
+
+// corpus_now is CLOCK_MONOTONIC in seconds.
+static inline double corpus_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec / 1e9;
+}
 
 static void corpus_on_usr2(int s) { (void)s; corpus_go = 1; }
 

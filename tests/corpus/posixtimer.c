@@ -80,16 +80,10 @@ static void *second(void *a) {
   return NULL;
 }
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 // ticked waits (at most 3 s, so that a loaded machine cannot fail it) until
 // both periodic timers have fired 3 times more than p0 and c0.
 static int ticked(int p0, int c0) {
-  for (double t0 = now(); now() - t0 < 3;) {
+  for (double t0 = corpus_now(); corpus_now() - t0 < 3;) {
     if (periodic_ok - p0 >= 3 && callbacks - c0 >= 3) return 1;
     usleep(5000);
   }
@@ -254,7 +248,7 @@ int main(void) {
 
   // The profiling timer counts the second thread's CPU time.
   spin = 1;
-  for (double t0 = now(); prof_ok < 3 && now() - t0 < 3;) usleep(5000);
+  for (double t0 = corpus_now(); prof_ok < 3 && corpus_now() - t0 < 3;) usleep(5000);
   spin = 0;
   CHECK(prof_ok >= 3 && prof_bad == 0, "thread CPU-clock timer: %d signals to the second thread while it spun, %d wrong", (int)prof_ok, (int)prof_bad);
 
