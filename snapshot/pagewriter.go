@@ -11,8 +11,8 @@ import (
 // different pages run in parallel. process_vm_writev and /proc/PID/mem
 // need no ptrace stop, so any thread may write.
 //
-// The buffers handed to write must stay untouched until wait returns (the
-// image's page reader never reuses what it returned).
+// A buffer handed to write must stay untouched until its release is
+// called (after the write).
 type pageWriter struct {
 	jobs chan pageJob
 	wg   sync.WaitGroup // outstanding jobs
@@ -21,10 +21,11 @@ type pageWriter struct {
 }
 
 type pageJob struct {
-	rp   *rproc
-	prot uint32
-	addr uint64
-	b    []byte
+	rp      *rproc
+	prot    uint32
+	addr    uint64
+	b       []byte
+	release func()
 }
 
 func newPageWriter(workers int) *pageWriter {
@@ -37,7 +38,9 @@ func newPageWriter(workers int) *pageWriter {
 
 func (w *pageWriter) run() {
 	for j := range w.jobs {
-		if err := writeRemote(j.rp, j.prot, j.addr, j.b); err != nil {
+		err := writeRemote(j.rp, j.prot, j.addr, j.b)
+		j.release()
+		if err != nil {
 			w.mu.Lock()
 			if w.err == nil {
 				w.err = fmt.Errorf("write pages at %x: %w", j.addr, err)
@@ -48,10 +51,11 @@ func (w *pageWriter) run() {
 	}
 }
 
-// write queues b for addr in rp (blocking while the workers are busy).
-func (w *pageWriter) write(rp *rproc, prot uint32, addr uint64, b []byte) {
+// write queues b for addr in rp (blocking while the workers are busy);
+// release is called once b is written.
+func (w *pageWriter) write(rp *rproc, prot uint32, addr uint64, b []byte, release func()) {
 	w.wg.Add(1)
-	w.jobs <- pageJob{rp, prot, addr, b}
+	w.jobs <- pageJob{rp, prot, addr, b, release}
 }
 
 // wait returns once every queued write is done, with the first error.

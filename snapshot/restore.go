@@ -688,13 +688,13 @@ func (r *restorer) restoreProcess(rp *rproc) error {
 			for off := uint64(0); off < uint64(e.Pages)*pageSize; {
 				n := min(1<<20, uint64(e.Pages)*pageSize-off)
 				t0 := time.Now()
-				b, err := r.pr.Next(int(n))
+				b, release, err := r.pr.NextShared(int(n))
 				if err != nil {
 					return err
 				}
 				t1 := time.Now()
 				r.readTime += t1.Sub(t0)
-				pw.write(rp, mp.Prot, e.Addr+off, b)
+				pw.write(rp, mp.Prot, e.Addr+off, b, release)
 				r.writeTime += time.Since(t1) // blocked on the writers
 				off += n
 				r.progress(int64(n))

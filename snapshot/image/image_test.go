@@ -274,3 +274,68 @@ func TestMadviseField(t *testing.T) {
 		t.Errorf("an old reader cannot skip the field: %+v %v", old, err)
 	}
 }
+
+// TestNextSharedRecycles reads a stream with NextShared, holding some
+// slices across chunk boundaries and releasing them late: every byte is
+// right while held, decoded chunks come back to the free list once
+// released, and a slice from Next (never released) is never overwritten.
+func TestNextSharedRecycles(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "img")
+	data := make([]byte, 12*ChunkSize)
+	for i := range data {
+		data[i] = byte(i / ChunkSize * 7)
+	}
+	writeImage(t, dir, data)
+	m, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := OpenPages(dir, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	pinned, err := r.Next(1 << 20) // chunk 0, never released
+	if err != nil {
+		t.Fatal(err)
+	}
+	want0 := append([]byte(nil), pinned...)
+	type held struct {
+		off     int
+		b       []byte
+		release func()
+	}
+	var queue []held
+	off := 1 << 20
+	for off < len(data) {
+		b, release, err := r.NextShared(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		queue = append(queue, held{off, b, release})
+		off += len(b)
+		if len(queue) > 6 { // release late, in order
+			h := queue[0]
+			queue = queue[1:]
+			if !bytes.Equal(h.b, data[h.off:h.off+len(h.b)]) {
+				t.Fatalf("slice at %d changed while held", h.off)
+			}
+			h.release()
+		}
+	}
+	for _, h := range queue {
+		if !bytes.Equal(h.b, data[h.off:h.off+len(h.b)]) {
+			t.Fatalf("slice at %d changed while held", h.off)
+		}
+		h.release()
+	}
+	if !bytes.Equal(pinned, want0) {
+		t.Fatal("a slice from Next was overwritten by a later chunk")
+	}
+	r.mu.Lock()
+	n := len(r.free)
+	r.mu.Unlock()
+	if n == 0 {
+		t.Fatal("no decoded chunk came back to the free list")
+	}
+}

@@ -92,7 +92,8 @@ func Create(dir string) (*Writer, error) {
 
 func (w *Writer) compressor() {
 	defer w.workers.Done()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true),
+		zstd.WithEncoderCRC(false)) // each chunk has its own CRC-32C in the manifest
 	for {
 		w.mu.Lock()
 		for (len(w.queue) == 0 || w.paused) && !w.closed {
