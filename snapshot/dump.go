@@ -272,6 +272,11 @@ func (d *dumper) freeze() error {
 				if err != nil && gone(t) { // an exiting task refuses to be traced (EPERM)
 					return fmt.Errorf("task %d exited during the checkpoint: %w", t, ErrExited)
 				}
+				if err == unix.EPERM {
+					if st, serr := statusFields(fmt.Sprintf("/proc/%d/status", t)); serr == nil && st["TracerPid"] != "0" {
+						return fmt.Errorf("task %d is traced by pid %s (another checkpoint or a debugger): %w", t, st["TracerPid"], ErrUnsupported)
+					}
+				}
 				if err != nil {
 					return fmt.Errorf("seize %d: %w", t, err)
 				}

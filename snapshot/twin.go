@@ -206,21 +206,24 @@ func (d *dumper) dropTwins(frozen bool) {
 func reapInParent(p *dproc, tw *twin, frozen bool) error {
 	tid := p.threads[0].tid
 	if !frozen {
-		ts, err := tasks(p.pid)
-		if err != nil {
-			return nil // the process is gone: the twin went to a subreaper
-		}
+		// Another tracer (a concurrent checkpoint) may hold the process
+		// for a moment: a dead twin left unreaped would be a zombie child
+		// with no exit signal that nobody ever collects, so keep trying.
 		var dt *dtask
-		for _, t := range ts {
-			if dt, err = seizeStop(t); err == nil {
-				break
+		var err error
+		for deadline := time.Now().Add(10 * time.Second); dt == nil; time.Sleep(5 * time.Millisecond) {
+			ts, terr := tasks(p.pid)
+			if terr != nil || gone(p.pid) {
+				return nil // the process is gone: the twin went to a subreaper
 			}
-		}
-		if dt == nil {
-			if gone(p.pid) {
-				return nil
+			for _, t := range ts {
+				if dt, err = seizeStop(t); err == nil {
+					break
+				}
 			}
-			return err
+			if dt == nil && time.Now().After(deadline) {
+				return err
+			}
 		}
 		tid = dt.tid
 		defer sys.DetachSig(dt.tid, dt.stolen)
