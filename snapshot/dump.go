@@ -88,6 +88,7 @@ type dumper struct {
 	filesTime time.Duration
 	warnings  []string
 	released  bool
+	argv      []string // the root's command line, read while frozen
 	// page progress of the memory phases
 	pagesTotal, pagesDone int64
 }
@@ -202,6 +203,7 @@ func Dump(dir string, o DumpOptions) (*DumpStats, error) {
 		st.Threads += len(p.threads)
 	}
 	d.m.Root = d.procs[0].nspid
+	d.m.Argv = d.argv
 	conns := tcpConns(d.files.Descs())
 	if !o.LeaveRunning && len(conns) > 0 {
 		d.m.NetLock = newLockTag()
@@ -377,6 +379,9 @@ func (d *dumper) collect() error {
 		}
 		p.nspid = lastInt(stf["NSpid"])
 		hostToNS[p.pid] = p.nspid
+	}
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", d.procs[0].pid)); err == nil && len(b) > 0 {
+		d.argv = strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 	}
 	for _, p := range d.procs {
 		if err := d.collectProcess(p, hostToNS); err != nil {

@@ -211,6 +211,9 @@ func corpusRestored(t *testing.T, name, bin string, leave bool) {
 	if r.Code != 0 || strings.TrimSpace(r.Stdout) != run {
 		t.Fatalf("ftl restore: %s", r)
 	}
+	if info := testenv.PS(t, run); len(info.Argv) != 1 || info.Argv[0] != bin {
+		t.Errorf("restored run's command is %q, want [%s] (the image keeps the root's argv)", info.Argv, bin)
+	}
 	host := runHostPid(t, run, 2, logPath)
 	if err := syscall.Kill(host, syscall.SIGUSR2); err != nil {
 		t.Fatalf("SIGUSR2 to restored %s (host pid %d): %v", name, host, err)

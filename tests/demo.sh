@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ftl demo (what `make demo` runs after `make deps build`): wrap memcached,
-# talk to it, look at it with `ftl ps`, stop it, and show nothing is left.
+# talk to it, look at it with `ftl ps`, checkpoint it while it serves, then
+# checkpoint, kill and restore it under the feet of an open client
+# connection that goes on working, stop it, and show nothing is left.
 # Needs root (pid and mount namespaces). Uses a private FTL_HOME unless one
 # is set, and a free loopback port.
 set -euo pipefail
@@ -67,6 +69,21 @@ request 'get greeting counter\r\n' 5
 step "what ftl sees (the connection is still open)"
 show "$ftl" ps
 echo
+show "$ftl" ps "$name"
+
+step "checkpoint it while it serves (it pauses only while its state is read)"
+show "$ftl" checkpoint "$name" --leave-running --dir "$FTL_HOME/live.img"
+request 'incr counter 1\r\n' 1
+
+step "checkpoint it and kill it, with the client connection still open"
+show "$ftl" checkpoint "$name" --dir "$FTL_HOME/mc.img"
+show "$ftl" ps
+show "$ftl" image inspect "$FTL_HOME/mc.img"
+
+step "restore it: same pids, same memory, the same TCP connection"
+show "$ftl" restore --detach --name "$name" "$FTL_HOME/mc.img"
+request 'get greeting counter\r\n' 5
+request 'incr counter 1\r\n' 1
 show "$ftl" ps "$name"
 
 pids=$("$ftl" ps "$name" --json | sed -n 's/.*"host_pid": \([0-9]*\).*/\1/p; s/.*"init_pid": \([0-9]*\).*/\1/p' | tr '\n' ' ' | sed 's/ *$//')

@@ -59,6 +59,7 @@ type imageInfo struct {
 	Dir           string         `json:"dir"`
 	Version       int            `json:"version"`
 	Name          string         `json:"name"`
+	Argv          []string       `json:"argv,omitempty"`
 	Parent        string         `json:"parent"`
 	Created       time.Time      `json:"created"`
 	Kernel        string         `json:"kernel"`
@@ -120,7 +121,7 @@ type mapInfo struct {
 }
 
 func summarize(dir string, m *image.Manifest) imageInfo {
-	info := imageInfo{Dir: dir, Version: m.Version, Name: m.Name, Parent: m.Parent, Created: time.Unix(0, m.Created).UTC(),
+	info := imageInfo{Dir: dir, Version: m.Version, Name: m.Name, Argv: m.Argv, Parent: m.Parent, Created: time.Unix(0, m.Created).UTC(),
 		Kernel: m.Kernel, PidNS: m.PidNS, Root: m.Root, PageBytes: m.PageBytes, Chunks: len(m.Chunks),
 		SharedObjects: len(m.Shared), Warnings: m.Warnings, FDKinds: snapshot.FDKinds(m)}
 	for _, c := range m.Chunks {
@@ -160,8 +161,11 @@ func printSummary(info imageInfo) {
 	if parent == "" {
 		parent = "none (full image)"
 	}
-	fmt.Printf("image      %s\nformat     version %d\nname       %s\nparent     %s\ncreated    %s\nkernel     %s\n",
-		info.Dir, info.Version, info.Name, parent, info.Created.Format(time.RFC3339), info.Kernel)
+	fmt.Printf("image      %s\nformat     version %d\nname       %s\n", info.Dir, info.Version, info.Name)
+	if len(info.Argv) > 0 {
+		fmt.Printf("command    %s\n", strings.Join(info.Argv, " "))
+	}
+	fmt.Printf("parent     %s\ncreated    %s\nkernel     %s\n", parent, info.Created.Format(time.RFC3339), info.Kernel)
 	fmt.Printf("pages      %d (%s raw, %s stored in %d chunks)\nshared     %d objects\n",
 		info.PageBytes/4096, sizeStr(info.PageBytes), sizeStr(info.StoredBytes), info.Chunks, info.SharedObjects)
 	var kinds []string

@@ -51,7 +51,7 @@ names the bad part.`,
 		if name == "" {
 			name = m.Name
 		}
-		r, err := launcher.Start(launcher.StartOptions{Name: name, Detach: restoreFlags.detach, RestoreFrom: dir})
+		r, err := launcher.Start(launcher.StartOptions{Name: name, Argv: m.Argv, Detach: restoreFlags.detach, RestoreFrom: dir})
 		if err != nil {
 			return launcherError(err)
 		}

@@ -76,6 +76,9 @@ type Manifest struct {
 	// NetLock tags the firewall rules that hold the tree's TCP connections
 	// quiet from the kill to the restore (snapshot/netlock); "" if none.
 	NetLock string `msgpack:",omitempty"`
+	// Argv is the root process's command line at the dump (for ftl ps
+	// and inspect; the process's own copy is in its memory).
+	Argv []string `msgpack:",omitempty"`
 }
 
 // VdsoInfo describes the [vvar] [vvar_vclock] [vdso] block of the dumping kernel.

@@ -322,6 +322,7 @@ type PSConn struct {
 // PSInfo is one run in `ftl ps --json`.
 type PSInfo struct {
 	Name      string      `json:"name"`
+	Argv      []string    `json:"argv"`
 	Mode      string      `json:"mode"`
 	InitPid   int         `json:"init_pid"`
 	PidNS     string      `json:"pid_ns"`
