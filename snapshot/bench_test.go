@@ -2,6 +2,7 @@ package snapshot
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftlinux/ftl/bench/loadgen"
 	"github.com/ftlinux/ftl/snapshot/internal/mcfill"
 	"golang.org/x/sys/unix"
 )
@@ -166,4 +168,79 @@ func memcachedOnce(b *testing.B, mib int) (twin, frozen, dump, restore time.Dura
 	}()
 	mc.Check(b)
 	return
+}
+
+// BenchmarkLeaveRunningUnderLoad measures what a --leave-running
+// checkpoint does to the clients of a loaded memcached -t 4 holding N MiB
+// (FTL_BENCH_MEMCACHED, default "1024"): an open-loop load (4 connections,
+// 20,000 requests/s, 10% sets over 10,000 keys) for 10 s without a
+// checkpoint, then 10 s with one started 1 s in, through twins (and once
+// more copying while frozen); the dump must end inside the window. Reported
+// per window: p50, p99, p99.9 and max latency in microseconds, from each
+// request's intended send time.
+//
+//	go test -run XXX -bench LeaveRunningUnderLoad -benchtime 1x ./snapshot/
+func BenchmarkLeaveRunningUnderLoad(b *testing.B) {
+	if _, err := exec.LookPath("memcached"); err != nil {
+		b.Skip("memcached not installed")
+	}
+	buildC(b, "fill") // root and gcc checks
+	for _, mib := range mcfill.Sizes(b, "FTL_BENCH_MEMCACHED", []int{1024}) {
+		b.Run(fmt.Sprintf("%dMiB", mib), func(b *testing.B) {
+			mc := mcfill.Start(b, mib)
+			pid := mc.Cmd.Process.Pid
+			defer func() { unix.Kill(pid, unix.SIGKILL); mc.Cmd.Wait() }()
+			cfg := loadgen.Config{Addr: fmt.Sprintf("127.0.0.1:%d", mc.Port), Connections: 4, Duration: 10 * time.Second,
+				Drain: 2 * time.Second, Rate: 20000, Keys: 10000, ValueSize: 100, SetPercent: 10, Seed: 1}
+			ctx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
+			defer cancel()
+			if err := loadgen.Preload(ctx, cfg); err != nil {
+				b.Fatal(err)
+			}
+			window := func(name string, dump func() (*DumpStats, error)) {
+				done := make(chan error, 1)
+				var st *DumpStats
+				if dump != nil {
+					go func() {
+						time.Sleep(time.Second)
+						var err error
+						st, err = dump()
+						if err == nil && st.Total > cfg.Duration-2*time.Second {
+							err = fmt.Errorf("the dump took %v: longer than the load window", st.Total)
+						}
+						done <- err
+					}()
+				}
+				res, err := loadgen.Run(ctx, cfg)
+				if err != nil {
+					b.Fatalf("%s: load: %v", name, err)
+				}
+				if dump != nil {
+					if err := <-done; err != nil {
+						b.Fatalf("%s: dump: %v", name, err)
+					}
+				}
+				h := res.Latency
+				us := func(v int64) float64 { return float64(v) / 1000 }
+				b.ReportMetric(us(h.ValueAtQuantile(50)), name+"-p50-us")
+				b.ReportMetric(us(h.ValueAtQuantile(99)), name+"-p99-us")
+				b.ReportMetric(us(h.ValueAtQuantile(99.9)), name+"-p99.9-us")
+				b.ReportMetric(us(h.Max()), name+"-max-us")
+				if res.Unanswered != 0 || res.Errors != 0 {
+					b.Errorf("%s: %d unanswered, %d errors", name, res.Unanswered, res.Errors)
+				}
+				if st != nil {
+					b.Logf("%s: frozen %v, copy after %v, total %v", name, st.Frozen, st.Memory, st.Total)
+				}
+			}
+			dir := b.TempDir()
+			window("idle", nil)
+			window("twin", func() (*DumpStats, error) {
+				return Dump(filepath.Join(dir, "twin"), DumpOptions{Roots: []int{pid}, LeaveRunning: true})
+			})
+			window("frozencopy", func() (*DumpStats, error) {
+				return Dump(filepath.Join(dir, "frozen"), DumpOptions{Roots: []int{pid}, LeaveRunning: true, FrozenCopy: true})
+			})
+		})
+	}
 }
