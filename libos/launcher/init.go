@@ -227,9 +227,7 @@ func initStage2(runDir string, say func(string, ...any)) int {
 	if spec.RestoredFrom != "" {
 		mainPid, err = runRestoreHook(spec, runDir)
 	} else {
-		if err = setLastPid(1); err == nil {
-			mainPid, err = startProgram(spec)
-		}
+		mainPid, err = startAsPid2(spec)
 	}
 	if err != nil {
 		return fail(err)
@@ -360,11 +358,61 @@ func programEnv(spec *Spec) []string {
 	return append(env, "LD_PRELOAD="+preload, "FTL_REGION="+spec.Region, "FTL_NAME="+spec.Name)
 }
 
+// startAttempts bounds startAsPid2's tries.
+const startAttempts = 20
+
+// startAsPid2 starts the program so that it is pid 2 for sure: the Go
+// runtime may create a thread between ns_last_pid = 1 and the fork and
+// take pid 2 itself (warmThreads makes that rare, not impossible). The
+// program is started stopped at its exec (PTRACE_TRACEME), before it runs
+// one instruction of its own; with another pid it is killed there and the
+// start is tried again, with pid 2 it is let go.
+// FTL_INIT_TEST_SKIP_PID=N (tests) leaves ns_last_pid alone for the first
+// N attempts, so that they miss.
+func startAsPid2(spec *Spec) (int, error) {
+	runtime.LockOSThread() // the tracer is the forking thread
+	defer runtime.UnlockOSThread()
+	skip, _ := strconv.Atoi(os.Getenv("FTL_INIT_TEST_SKIP_PID"))
+	for attempt := 1; ; attempt++ {
+		if attempt > skip {
+			if err := setLastPid(1); err != nil {
+				return 0, err
+			}
+		}
+		pid, err := startProgram(spec, true)
+		if err != nil {
+			return 0, err
+		}
+		var ws unix.WaitStatus
+		for {
+			_, err = unix.Wait4(pid, &ws, unix.WALL, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		if err != nil || !ws.Stopped() {
+			return 0, fmt.Errorf("%s: not stopped at its exec (status %#x): %v", spec.Argv[0], uint32(ws), err)
+		}
+		if pid == 2 {
+			if err := unix.PtraceDetach(pid); err != nil {
+				unix.Kill(pid, unix.SIGKILL)
+				return 0, fmt.Errorf("%s: let go after exec: %w", spec.Argv[0], err)
+			}
+			return pid, nil
+		}
+		unix.Kill(pid, unix.SIGKILL)
+		unix.Wait4(pid, &ws, unix.WALL, nil)
+		if attempt == startAttempts {
+			return 0, fmt.Errorf("%s: got pid %d, not 2, %d times: %w", spec.Argv[0], pid, attempt, ErrPid2)
+		}
+	}
+}
+
 // startProgram forks and execs the program with the init's stdio. In the
 // foreground on a terminal the program gets its own process group and the
-// terminal, as a shell's job would.
-func startProgram(spec *Spec) (int, error) {
-	sys := &syscall.SysProcAttr{}
+// terminal, as a shell's job would. traced stops it at its exec.
+func startProgram(spec *Spec, traced bool) (int, error) {
+	sys := &syscall.SysProcAttr{Ptrace: traced}
 	if spec.Terminal {
 		sys.Setpgid, sys.Foreground, sys.Ctty = true, true, 0
 	}

@@ -53,6 +53,7 @@ var (
 	ErrExec      = errors.New("program could not be started")
 	ErrInitDied  = errors.New("init died")
 	ErrNoRestore = errors.New("restore is not available in this binary")
+	ErrPid2      = errors.New("the program could not be made pid 2")
 	ErrTimeout   = errors.New("timed out")
 )
 

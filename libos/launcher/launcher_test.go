@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -224,5 +225,36 @@ func TestRestoreHook(t *testing.T) {
 	}
 	if _, err := os.Stat(RunDir("rf")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("failed restore left its run dir: %v", err)
+	}
+}
+
+// TestPid2Verified: when the first starts miss pid 2 (forced with
+// FTL_INIT_TEST_SKIP_PID), the init kills each miss at its exec, before it
+// runs, and tries again until the program is pid 2; past the attempts it
+// gives up with ErrPid2 and nothing ran.
+func TestPid2Verified(t *testing.T) {
+	setup(t)
+	marks := filepath.Join(t.TempDir(), "ran")
+	argv := []string{"sh", "-c", "echo $$ >> " + marks}
+	t.Setenv("FTL_INIT_TEST_SKIP_PID", "3")
+	r, err := Start(StartOptions{Name: "p2", Argv: argv, Stdout: tempOut(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, err := r.Wait(); err != nil || status != 0 {
+		t.Fatalf("Wait = %d, %v", status, err)
+	}
+	if b, _ := os.ReadFile(marks); r.MainPid != 2 || string(b) != "2\n" {
+		t.Fatalf("main pid %d; the program ran as %q, want once as pid 2", r.MainPid, b)
+	}
+	os.Remove(marks)
+	t.Setenv("FTL_INIT_TEST_SKIP_PID", strconv.Itoa(startAttempts+5))
+	_, err = Start(StartOptions{Name: "p2b", Argv: argv, Stdout: tempOut(t)})
+	if !errors.Is(err, ErrExec) || !strings.Contains(err.Error(), ErrPid2.Error()) {
+		t.Fatalf("Start with every attempt missing pid 2: %v", err)
+	}
+	if _, err := os.Stat(marks); !errors.Is(err, os.ErrNotExist) {
+		b, _ := os.ReadFile(marks)
+		t.Fatalf("a missed start ran: %q", b)
 	}
 }
