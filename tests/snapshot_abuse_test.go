@@ -174,7 +174,7 @@ func pfSmallMemcached(t *testing.T, name string, mem string) int {
 		"-t", "2", "-u", "root", "-m", mem)
 	testenv.WaitPort(t, port, 10*time.Second)
 	c := pfDial(t, port)
-	pfMcSet(t, c, "setup", "abuse", "value-"+name)
+	pfMemcached.mustSet(t, c, "setup", "abuse", "value-"+name)
 	c.Close()
 	pfWaitNoConns(t, name)
 	return port
@@ -184,7 +184,7 @@ func pfExpectKey(t *testing.T, port int, key, want string) {
 	t.Helper()
 	c := pfDial(t, port)
 	defer c.Close()
-	if v, ok := pfMcGet(t, c, "check", key); !ok || v != want {
+	if v, ok := pfMemcached.mustGet(t, c, "check", key); !ok || v != want {
 		t.Fatalf("get %s = %q %v, want %q", key, v, ok, want)
 	}
 }
@@ -506,7 +506,7 @@ func TestProofDiskFull(t *testing.T) {
 		raw := make([]byte, 50_000)
 		rand.Read(raw)
 		vals[i] = []byte(fmt.Sprintf("%x", raw)) // 100,000 hex chars, about 50 KB of entropy
-		pfMcSet(t, c, "fill", fmt.Sprintf("big%d", i), string(vals[i]))
+		pfMemcached.mustSet(t, c, "fill", fmt.Sprintf("big%d", i), string(vals[i]))
 	}
 	c.Close()
 	pfWaitNoConns(t, big)
@@ -530,7 +530,7 @@ func TestProofDiskFull(t *testing.T) {
 		}
 		pfRunning(t, info)
 		c := pfDial(t, bport)
-		if v, ok := pfMcGet(t, c, "after the failed dump", "big7"); !ok || v != string(vals[7]) {
+		if v, ok := pfMemcached.mustGet(t, c, "after the failed dump", "big7"); !ok || v != string(vals[7]) {
 			t.Fatalf("the tree does not serve after a failed dump (leave-running %v): found %v", leave, ok)
 		}
 		c.Close()
