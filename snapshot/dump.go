@@ -275,8 +275,8 @@ func (d *dumper) freeze() error {
 					return fmt.Errorf("task %d exited during the checkpoint: %w", t, ErrExited)
 				}
 				if err == unix.EPERM {
-					if st, serr := statusFields(fmt.Sprintf("/proc/%d/status", t)); serr == nil && st["TracerPid"] != "0" {
-						return fmt.Errorf("task %d is traced by pid %s (another checkpoint or a debugger): %w", t, st["TracerPid"], ErrUnsupported)
+					if st, serr := readTaskStatus(fmt.Sprintf("/proc/%d/status", t)); serr == nil && st.tracerPid != 0 {
+						return tracedError(fmt.Sprintf("task %d of process %d", t, pid), st.tracerPid)
 					}
 				}
 				if err != nil {

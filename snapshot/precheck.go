@@ -1,8 +1,6 @@
 package snapshot
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -84,8 +82,7 @@ func checkTasks(pid int, own taskStatus) error {
 		}
 		switch {
 		case st.tracerPid != 0:
-			return fmt.Errorf("%s is ptraced by process %d (%s): a traced process cannot be checkpointed; detach the debugger, strace or other tracer first: %w",
-				who, st.tracerPid, procComm(st.tracerPid), ErrUnsupported)
+			return tracedError(who, st.tracerPid)
 		case st.seccomp == seccompStrict:
 			return fmt.Errorf("%s runs in seccomp strict mode (Seccomp: 1): it cannot be re-entered at restore: %w", who, ErrUnsupported)
 		case st.seccomp == seccompFilter && (own.seccomp != seccompFilter || st.filters > own.filters):
@@ -94,6 +91,13 @@ func checkTasks(pid int, own taskStatus) error {
 		}
 	}
 	return nil
+}
+
+// tracedError refuses task who, traced by tracer (a debugger, strace, or
+// a concurrent checkpoint, which the freeze meets as an EPERM seize).
+func tracedError(who string, tracer int) error {
+	return fmt.Errorf("%s is ptraced by process %d (%s): a traced process cannot be checkpointed; detach the debugger, strace or other tracer (or wait for the other checkpoint) first: %w",
+		who, tracer, procComm(tracer), ErrUnsupported)
 }
 
 // ioUringMapName is how /proc/PID/maps names a mapping of an io_uring's
@@ -107,21 +111,15 @@ const ioUringMapName = "anon_inode:[io_uring]"
 // set up with IORING_SETUP_NO_MMAP whose fd was closed after
 // IORING_REGISTER_RING_FDS leaves no trace in /proc and is not caught.
 func checkIOUringMaps(pid int) error {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	maps, err := readMaps(pid)
 	if err != nil {
 		return goneError(pid, err)
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if !bytes.HasSuffix(line, []byte(ioUringMapName)) {
-			continue
+	for _, ml := range maps {
+		if ml.name == ioUringMapName {
+			return fmt.Errorf("%s maps an io_uring ring (%x-%x %s): an io_uring's in-flight kernel state cannot be saved: %w",
+				procLabel(pid), ml.lo, ml.hi, ioUringMapName, ErrUnsupported)
 		}
-		addr, _, _ := bytes.Cut(line, []byte(" "))
-		return fmt.Errorf("%s maps an io_uring ring (%s %s): an io_uring's in-flight kernel state cannot be saved: %w",
-			procLabel(pid), addr, ioUringMapName, ErrUnsupported)
 	}
 	return nil
 }
@@ -137,29 +135,14 @@ func goneError(pid int, err error) error {
 
 // readTaskStatus parses the fields of a status file the checks use.
 func readTaskStatus(path string) (taskStatus, error) {
-	b, err := os.ReadFile(path)
+	f, err := statusFields(path)
 	if err != nil {
 		return taskStatus{}, err
 	}
 	var st taskStatus
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, ok := strings.Cut(line, ":")
-		if !ok {
-			continue
-		}
-		n, err := strconv.Atoi(strings.TrimSpace(v))
-		if err != nil {
-			continue
-		}
-		switch k {
-		case "TracerPid":
-			st.tracerPid = n
-		case "Seccomp":
-			st.seccomp = n
-		case "Seccomp_filters":
-			st.filters = n
-		}
-	}
+	st.tracerPid, _ = strconv.Atoi(f["TracerPid"])
+	st.seccomp, _ = strconv.Atoi(f["Seccomp"])
+	st.filters, _ = strconv.Atoi(f["Seccomp_filters"])
 	return st, nil
 }
 

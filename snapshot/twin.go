@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/ftlinux/ftl/snapshot/image"
 	"github.com/ftlinux/ftl/snapshot/internal/sys"
 )
 
@@ -59,7 +60,7 @@ var errTwin = errors.New("copy-on-write twin")
 // twins already made are gone again and the tree is still frozen.
 func (d *dumper) forkTwins() error {
 	for _, p := range d.procs {
-		if privatePageCount(p) == 0 {
+		if !hasPrivatePages(p) {
 			continue
 		}
 		if err := d.forkTwin(p); err != nil {
@@ -74,34 +75,52 @@ func (d *dumper) forkTwins() error {
 	return nil
 }
 
-func privatePageCount(p *dproc) int64 {
-	var n int64
+func hasPrivatePages(p *dproc) bool {
 	for _, mp := range p.img.Mappings {
-		n += int64(len(mp.Extents))
+		if len(mp.Extents) > 0 {
+			return true
+		}
 	}
-	return n
+	return false
+}
+
+// withSignalsBlocked runs f with every signal blocked in the stopped
+// thread tid (an injected clone fails with ERESTARTNOINTR while a signal
+// is pending; no handler may run between injections), then restores its
+// mask.
+func withSignalsBlocked(tid int, f func() error) error {
+	mask, err := sys.GetSigmask(tid)
+	if err != nil {
+		return fmt.Errorf("thread %d: sigmask: %w", tid, err)
+	}
+	if err := sys.SetSigmask(tid, ^uint64(0)); err != nil {
+		return fmt.Errorf("thread %d: block signals: %w", tid, err)
+	}
+	defer sys.SetSigmask(tid, mask)
+	return f()
 }
 
 func (d *dumper) forkTwin(p *dproc) error {
-	lead := p.threads[0]
-	// clone fails with ERESTARTNOINTR while a signal is pending: block all.
-	if err := sys.SetSigmask(lead.tid, ^uint64(0)); err != nil {
-		return fmt.Errorf("block signals: %w", err)
-	}
-	defer sys.SetSigmask(lead.tid, lead.sigmask)
-	if err := unix.PtraceSetOptions(lead.tid, unix.PTRACE_O_TRACECLONE); err != nil {
-		return fmt.Errorf("set options: %w", err)
-	}
-	res, err := inject(lead.tid, p.gadget, unix.SYS_CLONE, unix.CLONE_FILES|unix.CLONE_FS, 0, 0, 0, 0)
-	unix.PtraceSetOptions(lead.tid, 0)
-	if len(res.newTasks) > 0 {
-		p.twin = &twin{pid: res.newTasks[0], nspid: int(res.ret)}
-	}
+	lead := p.threads[0].tid
+	err := withSignalsBlocked(lead, func() error {
+		if err := unix.PtraceSetOptions(lead, unix.PTRACE_O_TRACECLONE); err != nil {
+			return fmt.Errorf("set options: %w", err)
+		}
+		res, err := inject(lead, p.gadget, unix.SYS_CLONE, unix.CLONE_FILES|unix.CLONE_FS, 0, 0, 0, 0)
+		unix.PtraceSetOptions(lead, 0)
+		if len(res.newTasks) > 0 {
+			p.twin = &twin{pid: res.newTasks[0], nspid: int(res.ret)}
+		}
+		if err != nil {
+			return fmt.Errorf("clone: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("clone: %w", err)
+		return err
 	}
 	if p.twin == nil {
-		return fmt.Errorf("clone returned %d but no task was reported", res.ret)
+		return fmt.Errorf("clone made no task that was reported")
 	}
 	tw := p.twin
 	if _, err := waitStop(tw.pid); err != nil {
@@ -160,11 +179,7 @@ func (d *dumper) copyEarly(p *dproc) error {
 				continue // inherited: present or swapped in the twin
 			}
 		}
-		var n uint64
-		for _, e := range mp.Extents {
-			n += uint64(e.Pages) * pageSize
-		}
-		b := make([]byte, 0, n)
+		b := make([]byte, 0, image.Pages(mp.Extents)*pageSize)
 		for _, e := range mp.Extents {
 			lo := len(b)
 			b = b[:lo+int(e.Pages)*pageSize]
@@ -228,28 +243,22 @@ func reapInParent(p *dproc, tw *twin, frozen bool) error {
 		tid = dt.tid
 		defer sys.DetachSig(dt.tid, dt.stolen)
 	}
-	mask, err := sys.GetSigmask(tid)
-	if err != nil {
-		return err
-	}
-	if err := sys.SetSigmask(tid, ^uint64(0)); err != nil {
-		return err
-	}
-	defer sys.SetSigmask(tid, mask)
-	for try := 0; try < 50; try++ {
-		r, err := inject(tid, p.gadget, unix.SYS_WAIT4, uint64(tw.nspid), 0, unix.WNOHANG|unix.WALL, 0)
-		if errors.Is(err, unix.ECHILD) {
-			return nil // reaped already (SIGCHLD ignored: the kernel reaps)
+	return withSignalsBlocked(tid, func() error {
+		for try := 0; try < 50; try++ {
+			r, err := inject(tid, p.gadget, unix.SYS_WAIT4, uint64(tw.nspid), 0, unix.WNOHANG|unix.WALL, 0)
+			if errors.Is(err, unix.ECHILD) {
+				return nil // reaped already (SIGCHLD ignored: the kernel reaps)
+			}
+			if err != nil {
+				return err
+			}
+			if int(r.ret) == tw.nspid {
+				return nil
+			}
+			time.Sleep(100 * time.Microsecond)
 		}
-		if err != nil {
-			return err
-		}
-		if int(r.ret) == tw.nspid {
-			return nil
-		}
-		time.Sleep(100 * time.Microsecond)
-	}
-	return fmt.Errorf("still not a zombie")
+		return fmt.Errorf("still not a zombie")
+	})
 }
 
 // seizeStop seizes tid and waits for it to stop, keeping a signal whose
