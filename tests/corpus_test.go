@@ -3,7 +3,6 @@ package tests
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -145,29 +144,17 @@ func waitLog(ctx context.Context, path string, pred func(string) bool) (string, 
 	}
 }
 
-// runHostPid is the host pid of namespace pid nspid of run name.
-func runHostPid(t *testing.T, name string, nspid int, logPath string) int {
+// runHostPid is the host pid of namespace pid nspid of the run info
+// describes.
+func runHostPid(t *testing.T, info testenv.PSInfo, nspid int, logPath string) int {
 	t.Helper()
-	r := testenv.Ftl(t, 20*time.Second, "ps", "--json", name)
-	if r.Code != 0 {
-		t.Fatalf("ftl ps --json %s: %s", name, r)
-	}
-	var info struct {
-		Processes []struct {
-			HostPid int `json:"host_pid"`
-			Pid     int `json:"pid"`
-		} `json:"processes"`
-	}
-	if err := json.Unmarshal([]byte(r.Stdout), &info); err != nil {
-		t.Fatalf("ftl ps --json: %v: %q", err, r.Stdout)
-	}
 	for _, p := range info.Processes {
 		if p.Pid == nspid {
 			return p.HostPid
 		}
 	}
 	log, _ := os.ReadFile(logPath)
-	t.Fatalf("run %s has no pid %d: %s\nlog:\n%s", name, nspid, r.Stdout, log)
+	t.Fatalf("run %s has no pid %d: %+v\nlog:\n%s", info.Name, nspid, info.Processes, log)
 	return 0
 }
 
@@ -211,10 +198,11 @@ func corpusRestored(t *testing.T, name, bin string, leave bool) {
 	if r.Code != 0 || strings.TrimSpace(r.Stdout) != run {
 		t.Fatalf("ftl restore: %s", r)
 	}
-	if info := testenv.PS(t, run); len(info.Argv) != 1 || info.Argv[0] != bin {
+	info := testenv.PS(t, run)
+	if len(info.Argv) != 1 || info.Argv[0] != bin {
 		t.Errorf("restored run's command is %q, want [%s] (the image keeps the root's argv)", info.Argv, bin)
 	}
-	host := runHostPid(t, run, 2, logPath)
+	host := runHostPid(t, info, 2, logPath)
 	if err := syscall.Kill(host, syscall.SIGUSR2); err != nil {
 		t.Fatalf("SIGUSR2 to restored %s (host pid %d): %v", name, host, err)
 	}

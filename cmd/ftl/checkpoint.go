@@ -36,8 +36,10 @@ Without --leave-running the tree is killed once the image is safely on
 disk. With --leave-running it is frozen only while its state is read and a
 copy-on-write twin of each process is forked (a few tens of milliseconds
 for a GiB); the memory is then copied from the twins while the tree runs
-on, and the twins are removed before the command returns. The default directory is $FTL_HOME/images/NAME/N, N counting
-generations 1, 2, 3, ...; with --pid NAME is pid-PID.
+on, and the twins are removed before the command returns.
+
+The default directory is $FTL_HOME/images/NAME/N, N counting generations
+1, 2, 3, ...; with --pid NAME is pid-PID.
 
 --engine criu drives a CRIU >= 4.2 instead of ftl's own engine, for trees
 given with --pid (see docs/criu.md); ftl restore recognises its images.`,
