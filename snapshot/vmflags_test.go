@@ -149,10 +149,16 @@ func TestVmFlagsRestore(t *testing.T) {
 	if !reflect.DeepEqual(flags[df], []string{"dontfork"}) || !reflect.DeepEqual(flags[wf], []string{"wipeonfork"}) {
 		t.Errorf("restored flags: %x %v, %x %v; want dontfork and wipeonfork", df, flags[df], wf, flags[wf])
 	}
-	if err := waitFor(ctx, "restored cow to report", func() bool { s, err := readCow(out); return err == nil && s.pid == pid && s.passes >= 2 }); err != nil {
+	// Judge the state waitFor read: the program truncates and rewrites
+	// the file every pass, so a second read can meet it empty.
+	var s cowState
+	if err := waitFor(ctx, "restored cow to report", func() bool {
+		s, err = readCow(out)
+		return err == nil && s.pid == pid && s.passes >= 2
+	}); err != nil {
 		t.Fatal(err)
 	}
-	if s, _ := readCow(out); s.dontfork != 1 || s.wipeonfork != 1 {
+	if s.dontfork != 1 || s.wipeonfork != 1 {
 		t.Errorf("restored program reports %+v", s)
 	}
 }
